@@ -1,0 +1,526 @@
+"""bin/userpod as a tenant runs it: a subprocess, exit codes, stdout and stderr.
+
+start/stop/status run against a fake ``podman`` (a Python script first on PATH) that records
+its argv and, for ``podman unshare ...``, binds the unix socket and waits like the real
+forwarder."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import pod_policy
+import pytest
+from podspec_helpers import (
+    PROVIDER_POD,
+    PROVIDER_WARNINGS,
+    USERPOD,
+    make_provider_hosting,
+)
+
+EXIT_CODES_HELP = "exit codes:"
+
+
+def userpod(*args, env=None, cwd=None, stdin=None):
+    return subprocess.run(
+        [sys.executable, str(USERPOD), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def hosting(tmp_path):
+    """The provider's example in tmp_path: (base, pod file, policy file)."""
+    base = tmp_path / "mycontainertest"
+    policy_file = tmp_path / "system.yaml"
+    policy_file.write_text(make_provider_hosting(base))
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(PROVIDER_POD)
+    return base, pod_file, policy_file
+
+
+def no_traceback(result):
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# parse and render
+# ---------------------------------------------------------------------------------------------
+def test_parse_provider_example(hosting):
+    base, pod_file, policy_file = hosting
+    result = userpod("parse", pod_file, policy_file)
+    assert result.returncode == 0
+    assert result.stdout == textwrap.dedent(
+        """\
+        pod mycontainertest: valid
+          container mywebserver: registry.git.autistici.org/ai3/docker/static-content:latest
+          socket port 8080: {base}/tmp/run/8080
+          published ports: none
+          warnings: 2
+        """
+    ).format(base=base)
+    assert result.stderr == "".join("warning: %s\n" % line for line in PROVIDER_WARNINGS)
+
+
+def test_render_provider_example(hosting):
+    base, pod_file, policy_file = hosting
+    result = userpod("render", pod_file, policy_file)
+    assert result.returncode == 0
+    expected = pod_policy.dump_pod(pod_policy.render_pod(PROVIDER_POD, policy_file.read_text()).pod)
+    assert result.stdout == expected
+    assert "path: %s/data/app" % base in result.stdout
+    assert "hostPort" not in result.stdout
+    assert "readOnlyRootFilesystem: true" in result.stdout
+    assert result.stderr == "".join("warning: %s\n" % line for line in PROVIDER_WARNINGS)
+
+
+def test_render_output_is_written_atomically(hosting, tmp_path):
+    _base, pod_file, policy_file = hosting
+    output = tmp_path / "out" / "pod.rendered.yaml"
+    output.parent.mkdir()
+    result = userpod("render", "--output", output, pod_file, policy_file)
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr.endswith("userpod: wrote %s\n" % output)
+    assert output.read_text() == userpod("render", pod_file, policy_file).stdout
+    assert os.listdir(output.parent) == ["pod.rendered.yaml"]
+    assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~_umask()
+
+
+def test_render_output_keeps_the_mode_of_the_file_it_replaces(hosting, tmp_path):
+    _base, pod_file, policy_file = hosting
+    output = tmp_path / "pod.rendered.yaml"
+    output.write_text("old\n")
+    output.chmod(0o600)
+    assert userpod("render", "-o", output, pod_file, policy_file).returncode == 0
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert output.read_text().startswith("apiVersion: v1\n")
+
+
+def test_render_output_untouched_when_the_pod_is_invalid(hosting, tmp_path):
+    _base, pod_file, policy_file = hosting
+    output = tmp_path / "out" / "pod.rendered.yaml"
+    output.parent.mkdir()
+    output.write_text("last good render\n")
+    before = output.stat()
+    pod_file.write_text(PROVIDER_POD.replace("runAsUser: 1000", "runAsUser: 0"))
+    result = userpod("render", "--output", output, pod_file, policy_file)
+    assert result.returncode == 1
+    assert output.read_text() == "last good render\n"
+    assert output.stat().st_ino == before.st_ino and output.stat().st_mtime == before.st_mtime
+    assert os.listdir(output.parent) == ["pod.rendered.yaml"]
+    assert result.stdout == ""
+
+
+def test_render_output_into_a_missing_directory_is_a_runtime_failure(hosting, tmp_path):
+    _base, pod_file, policy_file = hosting
+    result = userpod("render", "-o", tmp_path / "nowhere" / "x.yaml", pod_file, policy_file)
+    assert result.returncode == 3
+    assert result.stderr.endswith(
+        "userpod: %s: cannot write: No such file or directory\n" % (tmp_path / "nowhere/x.yaml")
+    )
+    no_traceback(result)
+
+
+def test_invalid_pod_reports_every_error(hosting):
+    _base, pod_file, policy_file = hosting
+    pod_file.write_text(
+        PROVIDER_POD.replace("runAsUser: 1000", "runAsUser: 0").replace("/data/app", "/data/x")
+    )
+    result = userpod("parse", pod_file, policy_file)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: spec.volumes[0].hostPath.path: /data/x does not exist in the hosting\n"
+        "error: spec.containers[0].securityContext.runAsUser: 0 (root) is not allowed\n"
+        "warning: " + PROVIDER_WARNINGS[0] + "\n"
+        "userpod: %s is invalid: 2 errors\n" % pod_file
+    )
+
+
+def test_strict_turns_warnings_into_errors(hosting):
+    _base, pod_file, policy_file = hosting
+    result = userpod("parse", "--strict", pod_file, policy_file)
+    assert result.returncode == 1
+    assert result.stderr == "".join("error: %s\n" % line for line in PROVIDER_WARNINGS) + (
+        "userpod: %s is invalid: 2 errors\n" % pod_file
+    )
+
+
+def test_invalid_policy(hosting):
+    _base, pod_file, policy_file = hosting
+    policy_file.write_text("name: Bad Name\nvolumes_base_dir: relative\nrogue: 1\n")
+    result = userpod("render", pod_file, policy_file)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: policy.rogue: unknown key",
+        'error: policy.name: "Bad Name" is not a valid name (lowercase letters, digits and '
+        "'-', starting and ending with a letter or digit, at most 63 characters)",
+        'error: policy.volumes_base_dir: "relative" must be an absolute path',
+        "userpod: %s is invalid: 3 errors" % policy_file,
+    ]
+
+
+JUNK = [
+    ("binary", bytes(range(256)) * 4, "error: document: not valid UTF-8 text (byte 128)"),
+    (
+        "elf",
+        b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 64,
+        "error: document: contains a NUL character; is this a text file?",
+    ),
+    ("empty", b"", "error: document: is empty"),
+    ("huge", b"#" * (300 * 1024), "error: document: larger than 262144 bytes"),
+    (
+        "bomb",
+        (
+            b'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
+            + b"".join(
+                b"%c: &%c [%s]\n" % (98 + i, 98 + i, b",".join([b"*%c" % (97 + i)] * 10))
+                for i in range(8)
+            )
+        ),
+        "error: document: line 5, column 11: more than 20000 nodes once aliases are expanded; "
+        "YAML bombs are refused",
+    ),
+    (
+        "python-tag",
+        b"kind: !!python/object/apply:os.system ['id']\n",
+        "error: kind: unsupported YAML tag !!python/object/apply:os.system (line 1); only plain "
+        "YAML data is accepted",
+    ),
+    ("list", b"- a\n", "error: document: must be a mapping (a Pod), got a list"),
+]
+
+
+@pytest.mark.parametrize("data, first_error", [j[1:] for j in JUNK], ids=[j[0] for j in JUNK])
+def test_junk_pod_files(hosting, data, first_error):
+    _base, pod_file, policy_file = hosting
+    pod_file.write_bytes(data)
+    started = time.monotonic()
+    result = userpod("parse", pod_file, policy_file)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == first_error
+    assert result.stdout == ""
+    no_traceback(result)
+
+
+@pytest.mark.parametrize("which", ["pod", "policy"])
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda p: None, "No such file or directory"),
+        (lambda p: p.mkdir(), "is a directory"),
+    ],
+    ids=["missing", "directory"],
+)
+def test_unreadable_inputs(hosting, tmp_path, which, make, problem):
+    _base, pod_file, policy_file = hosting
+    target = tmp_path / "weird"
+    make(target)
+    args = (target, policy_file) if which == "pod" else (pod_file, target)
+    what = "pod file" if which == "pod" else "system policy"
+    result = userpod("render", *args)
+    assert result.returncode == 1
+    assert result.stderr == "userpod: %s: cannot read the %s: %s\n" % (target, what, problem)
+    no_traceback(result)
+
+
+def test_dev_null_is_an_empty_pod(hosting):
+    _base, _pod_file, policy_file = hosting
+    result = userpod("parse", "/dev/null", policy_file)
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: document: is empty\nuserpod: /dev/null is invalid: 1 error\n",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("frobnicate",),
+        ("parse",),
+        ("parse", "pod.yaml"),
+        ("render", "--bogus", "a", "b"),
+        ("stop", "--strict", "a", "b"),
+    ],
+    ids=["nothing", "unknown-verb", "no-files", "no-policy", "unknown-option", "stop-strict"],
+)
+def test_usage_errors_exit_2(args):
+    result = userpod(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: userpod")
+    assert result.stdout == ""
+    no_traceback(result)
+
+
+@pytest.mark.parametrize("verb", [None, "parse", "render", "start", "stop", "status"])
+def test_help_documents_the_exit_codes(verb):
+    result = userpod(*([verb] if verb else []), "--help")
+    assert result.returncode == 0
+    assert EXIT_CODES_HELP in result.stdout
+    assert "3  runtime failure" in result.stdout
+
+
+def test_engine_found_next_to_an_installed_copy(hosting, tmp_path):
+    """As on a pod host: bin/userpod copied to /usr/local/bin, the engine elsewhere."""
+    _base, pod_file, policy_file = hosting
+    copy = tmp_path / "bin" / "userpod"
+    copy.parent.mkdir()
+    copy.write_bytes(USERPOD.read_bytes())
+    moved = subprocess.run(
+        [sys.executable, str(copy), "parse", str(pod_file), str(policy_file)],
+        capture_output=True,
+        text=True,
+    )
+    # The copy finds neither ../plugins/module_utils nor /usr/local/lib/webhosting-pods here
+    # (unless the host has it installed): a clear message and exit 3, no traceback.
+    if os.path.exists("/usr/local/lib/webhosting-pods/pod_policy.py"):
+        assert moved.returncode == 0
+    else:
+        assert moved.returncode == 3
+        assert moved.stderr.startswith("userpod: cannot load the policy engine pod_policy.py")
+    no_traceback(moved)
+
+
+def test_broken_pipe_is_not_a_traceback(hosting):
+    _base, pod_file, policy_file = hosting
+    process = subprocess.Popen(
+        [sys.executable, str(USERPOD), "render", str(pod_file), str(policy_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=30)
+    assert b"Traceback" not in stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# start, stop, status (fake podman)
+# ---------------------------------------------------------------------------------------------
+FAKE_PODMAN = '''\
+#!{python}
+"""A stand-in for podman: records argv, answers what userpod asks."""
+import json, os, socket, sys, time
+state = os.environ["FAKE_PODMAN_STATE"]
+args = sys.argv[1:]
+with open(os.path.join(state, "calls"), "a") as log:
+    log.write(json.dumps(args) + "\\n")
+def fail(message, code=125):
+    sys.stderr.write("Error: " + message + "\\n")
+    sys.exit(code)
+running = os.path.join(state, "running")
+if args[:2] == ["kube", "play"]:
+    if os.path.exists(os.path.join(state, "fail-play")):
+        fail("image not known")
+    open(running, "w").close()
+    print("Pod:\\n0123456789ab")
+elif args[:2] == ["pod", "inspect"]:
+    if not os.path.exists(running):
+        fail("no such pod " + args[-1])
+    print("infra0123456789" if "InfraContainerID" in args[3] else "Running")
+elif args[:2] == ["container", "inspect"]:
+    print("4242 4243")
+elif args[:2] == ["pod", "rm"]:
+    if os.path.exists(running):
+        os.unlink(running)
+    print(args[-1])
+elif args[0] == "unshare":
+    sock = args[args.index("-l") + 1]
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(sock)
+    listener.listen(1)
+    time.sleep(120)
+else:
+    fail("unexpected call %r" % (args,))
+'''
+
+
+@pytest.fixture
+def fake_podman(tmp_path):
+    directory = tmp_path / "fakebin"
+    directory.mkdir()
+    state = tmp_path / "podman-state"
+    state.mkdir()
+    script = directory / "podman"
+    script.write_text(FAKE_PODMAN.format(python=sys.executable))
+    script.chmod(0o755)
+    env = dict(os.environ, PATH="%s:%s" % (directory, os.environ["PATH"]))
+    env["FAKE_PODMAN_STATE"] = str(state)
+    started = []
+    yield env, state, started
+    for pidfile in started:  # only the forwarders these tests started, by their pid
+        try:
+            pid = int(open(pidfile).read())
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def calls(state):
+    path = state / "calls"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def forwarder_pidfile(base):
+    return base / "pod.socket-8080.pid"
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_start_status_stop(hosting, fake_podman):
+    base, pod_file, policy_file = hosting
+    env, state, started = fake_podman
+    started.append(forwarder_pidfile(base))
+
+    result = userpod("start", pod_file, policy_file, env=env)
+    assert result.returncode == 0, result.stderr
+    rendered = base / "tmp" / "mycontainertest.pod.yaml"
+    assert rendered.read_text() == userpod("render", pod_file, policy_file).stdout
+    assert stat.S_IMODE(rendered.stat().st_mode) == 0o600
+    pid = int(forwarder_pidfile(base).read_text())
+    sock = base / "tmp" / "run" / "8080"
+    assert result.stdout == (
+        "pod mycontainertest: started\n  socket port 8080: %s (forwarder pid %d)\n" % (sock, pid)
+    )
+    assert (base / "pod.pid").read_text() == "4243\n"
+    assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+    assert alive(pid)
+    recorded = calls(state)
+    assert recorded[0] == ["kube", "play", "--replace", str(rendered)]
+    assert recorded[1] == ["pod", "inspect", "--format", "{{.InfraContainerID}}", "mycontainertest"]
+    assert recorded[2][:2] == ["container", "inspect"]
+    forwarder = recorded[3]
+    assert forwarder[:3] == ["unshare", "nsenter", "--net=/proc/4242/ns/net"]
+    assert forwarder[3].endswith("systemd-socket-activate")
+    assert forwarder[4:6] == ["-l", str(sock)]
+    assert forwarder[6].endswith("systemd-socket-proxyd")
+    assert forwarder[7] == "127.0.0.1:8080"
+
+    status = userpod("status", pod_file, policy_file, env=env)
+    assert (status.returncode, status.stdout) == (
+        0,
+        "pod mycontainertest: Running\n  socket port 8080: %s (forwarder pid %d)\n" % (sock, pid),
+    )
+
+    stopped = userpod("stop", pod_file, policy_file, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "pod mycontainertest: stopped\n"
+    assert calls(state)[-1] == ["pod", "rm", "--force", "--ignore", "mycontainertest"]
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+    assert not forwarder_pidfile(base).exists()
+    assert not sock.exists()
+    assert not (base / "pod.pid").exists()
+
+    after = userpod("status", pod_file, policy_file, env=env)
+    assert (after.returncode, after.stdout) == (
+        3,
+        "pod mycontainertest: absent\n  socket port 8080: %s (no forwarder)\n" % sock,
+    )
+
+
+def test_stop_never_kills_a_process_that_is_not_our_forwarder(hosting, fake_podman):
+    base, pod_file, policy_file = hosting
+    env, _state, _started = fake_podman
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        forwarder_pidfile(base).write_text("%d\n" % bystander.pid)
+        result = userpod("stop", pod_file, policy_file, env=env)
+        assert result.returncode == 0
+        assert bystander.poll() is None
+        assert not forwarder_pidfile(base).exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_stop_works_when_the_pod_file_is_broken(hosting, fake_podman):
+    _base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    pod_file.write_text("this: [is broken\n")
+    result = userpod("stop", pod_file, policy_file, env=env)
+    assert result.returncode == 0
+    assert calls(state) == [["pod", "rm", "--force", "--ignore", "mycontainertest"]]
+
+
+def test_start_refuses_an_invalid_pod_before_podman(hosting, fake_podman):
+    _base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    pod_file.write_text(PROVIDER_POD.replace("runAsUser: 1000", "runAsUser: 0"))
+    result = userpod("start", pod_file, policy_file, env=env)
+    assert result.returncode == 1
+    assert calls(state) == []
+
+
+def test_start_refuses_a_symlink_at_the_socket_path(hosting, fake_podman, tmp_path):
+    base, pod_file, policy_file = hosting
+    env, _state, started = fake_podman
+    started.append(forwarder_pidfile(base))
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    os.symlink(victim, base / "tmp" / "run" / "8080")
+    result = userpod("start", pod_file, policy_file, env=env)
+    assert result.returncode == 3
+    assert result.stderr.endswith(
+        "userpod: %s is a symlink; refusing to touch it\n" % (base / "tmp/run/8080")
+    )
+    assert victim.read_text() == "keep me\n"
+    no_traceback(result)
+
+
+def test_start_with_a_failing_podman(hosting, fake_podman):
+    _base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    (state / "fail-play").touch()
+    result = userpod("start", pod_file, policy_file, env=env)
+    assert result.returncode == 3
+    assert result.stderr.endswith(
+        "userpod: podman kube play failed (exit 125): Error: image not known\n"
+    )
+
+
+def test_start_without_podman(hosting, tmp_path):
+    _base, pod_file, policy_file = hosting
+    env = dict(os.environ, PATH=str(tmp_path / "empty"))
+    result = userpod("start", pod_file, policy_file, env=env)
+    assert result.returncode == 3
+    assert "userpod: podman kube play: cannot run podman: No such file or directory" in (
+        result.stderr
+    )
+    no_traceback(result)
+
+
+def test_start_passes_the_policy_network(hosting, fake_podman):
+    base, pod_file, policy_file = hosting
+    env, state, started = fake_podman
+    started.append(forwarder_pidfile(base))
+    policy_file.write_text(policy_file.read_text() + "network: none\n")
+    result = userpod("start", pod_file, policy_file, env=env)
+    assert result.returncode == 0, result.stderr
+    assert calls(state)[0][:5] == ["kube", "play", "--replace", "--network", "none"]
+    assert userpod("stop", pod_file, policy_file, env=env).returncode == 0
+
+
+def _umask():
+    value = os.umask(0)
+    os.umask(value)
+    return value

@@ -1,0 +1,212 @@
+"""webhosting.pods.pod_spec run for real: ``python pod_spec.py args.json`` with the
+collection importable (conftest links it under .collections), as Ansible runs a new-style
+module on the managed host."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pod_policy
+import pytest
+import yaml
+from podspec_helpers import (
+    COLLECTIONS,
+    MODULE,
+    PROVIDER_POD,
+    PROVIDER_WARNINGS,
+    make_provider_hosting,
+)
+
+
+def run_module(tmp_path, **args):
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    completed = subprocess.run(
+        [sys.executable, str(MODULE), str(args_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert "Traceback" not in completed.stderr, completed.stderr
+    return json.loads(completed.stdout)
+
+
+@pytest.fixture
+def hosting(tmp_path):
+    base = tmp_path / "mycontainertest"
+    policy_text = make_provider_hosting(base)
+    policy_file = tmp_path / "system.yaml"
+    policy_file.write_text(policy_text)
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(PROVIDER_POD)
+    return {
+        "src": str(pod_file),
+        "policy_file": str(policy_file),
+        "dest": str(tmp_path / "rendered.yaml"),
+        "policy_text": policy_text,
+    }
+
+
+def args_of(hosting, **changes):
+    args = {key: value for key, value in hosting.items() if key != "policy_text"}
+    args.update(changes)
+    return {key: value for key, value in args.items() if value is not None}
+
+
+def expected_text(hosting):
+    return pod_policy.dump_pod(pod_policy.render_pod(PROVIDER_POD, hosting["policy_text"]).pod)
+
+
+def test_writes_then_is_idempotent(tmp_path, hosting):
+    first = run_module(tmp_path, **args_of(hosting))
+    assert first["changed"] is True
+    assert first.get("failed") is not True
+    with open(hosting["dest"]) as handle:
+        assert handle.read() == expected_text(hosting)
+    assert first["rendered"] == yaml.safe_load(expected_text(hosting))
+    assert first["warnings_list"] == PROVIDER_WARNINGS
+    assert [w["event"]["msg"] if isinstance(w, dict) else w for w in first["warnings"]] == (
+        PROVIDER_WARNINGS
+    )
+    assert first["errors"] == []
+    second = run_module(tmp_path, **args_of(hosting))
+    assert second["changed"] is False
+
+
+def test_check_mode_quartet(tmp_path, hosting):
+    checked = run_module(tmp_path, _ansible_check_mode=True, **args_of(hosting))
+    assert checked["changed"] is True
+    assert not os.path.exists(hosting["dest"])
+    assert run_module(tmp_path, **args_of(hosting))["changed"] is True
+    assert run_module(tmp_path, _ansible_check_mode=True, **args_of(hosting))["changed"] is False
+    assert run_module(tmp_path, **args_of(hosting))["changed"] is False
+
+
+def test_diff(tmp_path, hosting):
+    with open(hosting["dest"], "w") as handle:
+        handle.write("old: content\n")
+    result = run_module(tmp_path, _ansible_diff=True, **args_of(hosting))
+    assert result["changed"] is True
+    assert result["diff"]["before"] == "old: content\n"
+    assert result["diff"]["after"] == expected_text(hosting)
+
+
+def test_mode_owner_group(tmp_path, hosting):
+    result = run_module(tmp_path, mode="0600", **args_of(hosting))
+    assert result["changed"] is True
+    assert stat.S_IMODE(os.stat(hosting["dest"]).st_mode) == 0o600
+    os.chmod(hosting["dest"], 0o644)
+    again = run_module(tmp_path, mode="0600", **args_of(hosting))
+    assert again["changed"] is True
+    assert stat.S_IMODE(os.stat(hosting["dest"]).st_mode) == 0o600
+    assert run_module(tmp_path, mode="0600", **args_of(hosting))["changed"] is False
+
+
+def test_inline_policy_with_string_port_keys(tmp_path, hosting):
+    policy = yaml.safe_load(hosting["policy_text"])
+    policy["socket_ports"] = {"8080": policy["socket_ports"][8080]}
+    result = run_module(tmp_path, **args_of(hosting, policy_file=None, policy=policy))
+    assert result["changed"] is True
+    with open(hosting["dest"]) as handle:
+        assert handle.read() == expected_text(hosting)
+
+
+def test_invalid_pod_fails_with_every_error_and_keeps_dest(tmp_path, hosting):
+    with open(hosting["dest"], "w") as handle:
+        handle.write("last good\n")
+    with open(hosting["src"], "w") as handle:
+        handle.write(
+            PROVIDER_POD.replace("runAsUser: 1000", "runAsUser: 0").replace("/data/app", "/x")
+        )
+    result = run_module(tmp_path, **args_of(hosting))
+    errors = [
+        "spec.volumes[0].hostPath.path: /x does not exist in the hosting",
+        "spec.containers[0].securityContext.runAsUser: 0 (root) is not allowed",
+    ]
+    assert result["failed"] is True
+    assert result["errors"] == errors
+    assert result["msg"] == "%s: 2 errors in the pod spec or the policy:\n%s" % (
+        hosting["src"],
+        "\n".join(errors),
+    )
+    with open(hosting["dest"]) as handle:
+        assert handle.read() == "last good\n"
+
+
+def test_strict(tmp_path, hosting):
+    result = run_module(tmp_path, strict=True, **args_of(hosting))
+    assert result["failed"] is True
+    assert result["errors"] == PROVIDER_WARNINGS
+
+
+def test_invalid_policy(tmp_path, hosting):
+    result = run_module(
+        tmp_path, **args_of(hosting, policy_file=None, policy={"name": "x", "network": "host"})
+    )
+    assert result["failed"] is True
+    assert result["errors"] == [
+        "policy.volumes_base_dir: required",
+        'policy.network: must be one of default, none, pasta, slirp4netns, got "host"',
+    ]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"policy": {"name": "x"}}, "parameters are mutually exclusive: policy|policy_file"),
+        ({"policy_file": None}, "one of the following is required: policy, policy_file"),
+        ({"src": None}, "missing required arguments: src"),
+    ],
+    ids=["both-policies", "no-policy", "no-src"],
+)
+def test_argument_errors(tmp_path, hosting, changes, message):
+    result = run_module(tmp_path, **args_of(hosting, **changes))
+    assert result["failed"] is True
+    assert result["msg"] == message
+
+
+@pytest.mark.parametrize("which", ["src", "policy_file"])
+def test_unreadable_files(tmp_path, hosting, which):
+    missing = str(tmp_path / "missing.yaml")
+    result = run_module(tmp_path, **args_of(hosting, **{which: missing}))
+    what = "pod file" if which == "src" else "system policy"
+    assert result["failed"] is True
+    assert result["msg"] == "%s: cannot read the %s: No such file or directory" % (missing, what)
+
+
+def test_dest_is_a_directory(tmp_path, hosting):
+    os.mkdir(hosting["dest"])
+    result = run_module(tmp_path, **args_of(hosting))
+    assert result["failed"] is True
+    assert result["msg"] == "%s: is a directory" % hosting["dest"]
+
+
+def test_documentation_matches_the_argument_spec():
+    """DOCUMENTATION, EXAMPLES and RETURN are valid YAML and the options are the module's."""
+    import ast
+
+    tree = ast.parse(MODULE.read_text())
+    docs = {
+        node.targets[0].id: yaml.safe_load(node.value.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and getattr(node.targets[0], "id", "") in ("DOCUMENTATION", "EXAMPLES", "RETURN")
+    }
+    assert set(docs["DOCUMENTATION"]["options"]) == {
+        "src",
+        "policy",
+        "policy_file",
+        "dest",
+        "strict",
+    }
+    assert {
+        name: value["support"] for name, value in docs["DOCUMENTATION"]["attributes"].items()
+    } == {"check_mode": "full", "diff_mode": "full", "idempotent": "full"}
+    for option in docs["DOCUMENTATION"]["options"].values():
+        assert option["type"] and option["description"]
+    assert set(docs["RETURN"]) == {"rendered", "warnings_list", "errors", "dest"}
+    assert all(task["webhosting.pods.pod_spec"]["src"] for task in docs["EXAMPLES"])

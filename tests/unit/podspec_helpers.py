@@ -1,0 +1,283 @@
+"""Helpers shared by the policy engine, CLI and module tests."""
+
+import copy
+import os
+import re
+import stat
+from pathlib import Path
+
+import pod_policy
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+USERPOD = ROOT / "bin" / "userpod"
+MODULE = ROOT / "plugins" / "modules" / "pod_spec.py"
+COLLECTIONS = ROOT / ".collections"  # holds ansible_collections/webhosting/pods (conftest)
+
+# The provider's example from the issue, verbatim.
+PROVIDER_BASE = "/srv/hostings/mycontainertest"
+PROVIDER_SYSTEM = """\
+name: 'mycontainertest'
+volumes_base_dir: '/srv/hostings/mycontainertest'
+volumes_containers_gid_share: true
+container_env_dir: '/srv/hostings/mycontainertest'
+tmp_dir: '/srv/hostings/mycontainertest/tmp'
+socket_ports:
+  8080:
+    dir: /srv/hostings/mycontainertest/tmp/run
+exposed_ports: []
+pidfile: '/srv/hostings/mycontainertest/pod.pid'
+"""
+PROVIDER_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: mycontainertest
+spec:
+  containers:
+  - env:
+    - name: ADDR
+      value: 127.0.0.1:8080
+    image: registry.git.autistici.org/ai3/docker/static-content:latest
+    name: mywebserver
+    volumeMounts:
+    - mountPath: /var/www
+      name: data-app
+    securityContext:
+      runAsUser: 1000
+      runAsGroup: 1000
+    ports:
+    - containerPort: 8080
+      hostPort: 8080
+      protocol: TCP
+  volumes:
+  - hostPath:
+      path: /data/app
+      type: Directory
+    name: data-app
+"""
+PROVIDER_WARNINGS = [
+    "spec.containers[0].ports[0].hostPort: 8080/tcp is not in the policy's exposed_ports; removed",
+    "spec.containers[0].securityContext.runAsGroup: 1000 replaced by 0; the policy shares the "
+    "hosting's group with containers that mount storage",
+]
+
+
+def make_provider_hosting(base):
+    """The provider's hosting tree (data/app, tmp/run) under ``base``; returns the policy
+    text with ``base`` in place of /srv/hostings/mycontainertest."""
+    base = Path(base)
+    (base / "data" / "app").mkdir(parents=True, exist_ok=True)
+    (base / "tmp" / "run").mkdir(parents=True, exist_ok=True)
+    return PROVIDER_SYSTEM.replace(PROVIDER_BASE, str(base))
+
+
+def make_hosting(base):
+    """A hosting tree with the traps the rules must catch:
+
+    data/www, data/app (directories), data/file (a file), data/link -> /etc (symlink out),
+    data/up -> ../.. (relative symlink out), data/inlink -> www (symlink inside),
+    private/ (the env dir), tmp/run (socket dir)."""
+    base = Path(base)
+    for sub in ("data/www/html", "data/app", "private", "tmp/run"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    (base / "data" / "file").write_text("not a directory\n")
+    for name, target in (("link", "/etc"), ("up", "../.."), ("inlink", "www")):
+        if not (base / "data" / name).is_symlink():
+            os.symlink(target, base / "data" / name)
+    return base
+
+
+def shop_policy(base, **changes):
+    """The policy the rule tests use (a plain dict, as Ansible would pass it)."""
+    base = str(base)
+    policy = {
+        "name": "shop",
+        "volumes_base_dir": base,
+        "volumes_containers_gid_share": False,
+        "container_env_dir": base + "/private",
+        "tmp_dir": base + "/tmp",
+        "socket_ports": {8080: {"dir": base + "/tmp/run"}},
+        "exposed_ports": ["8443/tcp"],
+        "pidfile": base + "/pod.pid",
+        "default_run_as_user": 1000,
+        "default_run_as_group": 1000,
+    }
+    for key, value in changes.items():
+        if value is DELETE:
+            policy.pop(key, None)
+        else:
+            policy[key] = value
+    return policy
+
+
+def shop_pod():
+    """A valid pod for shop_policy that renders without any warning."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "nginx:1.27",
+                    "ports": [{"containerPort": 8080}],
+                    "volumeMounts": [
+                        {"name": "www", "mountPath": "/var/www"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "www", "hostPath": {"path": "/data/www", "type": "Directory"}},
+                {"name": "tmp", "emptyDir": {"medium": "Memory"}},
+            ],
+        },
+    }
+
+
+class _Delete:
+    def __repr__(self):
+        return "DELETE"
+
+
+DELETE = _Delete()
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _tokens(path):
+    return [int(index) if index else name for name, index in _TOKEN.findall(path)]
+
+
+def patched(document, changes):
+    """A deep copy of ``document`` with ``changes`` ({"spec.containers[0].image": value})
+    applied in order; DELETE removes the key.  Intermediate mappings and lists are created,
+    and replaced when they have the wrong type."""
+    document = copy.deepcopy(document)
+    for path, value in changes.items():
+        tokens = _tokens(path)
+        holder, slot = None, None
+        node = document
+        for token in tokens:
+            wanted = list if isinstance(token, int) else dict
+            if not isinstance(node, wanted):
+                node = wanted()
+                if holder is None:
+                    document = node
+                else:
+                    holder[slot] = node
+            if isinstance(token, int):
+                while len(node) <= token:
+                    node.append(None)
+            elif token not in node:
+                node[token] = None
+            holder, slot = node, token
+            node = node[token]
+        if value is DELETE:
+            del holder[slot]
+        else:
+            holder[slot] = copy.deepcopy(value)
+    return document
+
+
+def to_yaml(document):
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def outcome(document, policy, strict=False):
+    """(errors, warnings) of rendering ``document`` (a dict or YAML text)."""
+    text = document if isinstance(document, (str, bytes)) else to_yaml(document)
+    try:
+        result = pod_policy.render_pod(text, policy, strict=strict)
+    except pod_policy.PodSpecError as exc:
+        return exc.errors, exc.warnings
+    return [], result.warnings
+
+
+def assert_safe(pod, policy):
+    """Every guarantee the engine gives about a rendered pod."""
+    policy = pod_policy.load_policy(policy)
+    base = policy["volumes_base_dir"]
+    assert pod["apiVersion"] == "v1" and pod["kind"] == "Pod"
+    assert pod["metadata"]["name"] == policy["name"]
+    assert set(pod["metadata"]) <= {"name", "labels"}
+    for key in pod["metadata"].get("labels", {}):
+        assert not key.startswith(("io.podman.", "io.containers."))
+    spec = pod["spec"]
+    assert set(spec) <= {"hostname", "restartPolicy", "containers", "volumes"}
+    assert spec["restartPolicy"] in ("Always", "OnFailure", "Never")
+    assert 1 <= len(spec["containers"]) <= policy["max_containers"]
+    volumes = {}
+    for volume in spec.get("volumes", []):
+        assert set(volume) in ({"name", "hostPath"}, {"name", "emptyDir"})
+        volumes[volume["name"]] = volume
+        if "hostPath" in volume:
+            assert volume["hostPath"]["type"] == "Directory"
+            path = volume["hostPath"]["path"]
+            assert os.path.isabs(path) and os.path.normpath(path) == path
+            assert os.path.commonpath([base, path]) == base
+            current = base
+            for part in os.path.relpath(path, base).split(os.sep):
+                if part == ".":
+                    continue
+                assert part != ".."
+                current = os.path.join(current, part)
+                assert stat.S_ISDIR(os.lstat(current).st_mode), current
+        else:
+            assert volume["emptyDir"]["medium"] == "Memory"
+    exposed = {
+        (int(entry.split("/")[0]), entry.split("/")[1].upper()) for entry in policy["exposed_ports"]
+    }
+    allowed_keys = {
+        "name",
+        "image",
+        "imagePullPolicy",
+        "command",
+        "args",
+        "workingDir",
+        "env",
+        "ports",
+        "volumeMounts",
+        "resources",
+        "securityContext",
+    }
+    for container in spec["containers"]:
+        assert set(container) <= allowed_keys
+        context = container["securityContext"]
+        overrides = policy["containers"].get(container["name"], {})
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["privileged"] is False
+        assert context["runAsNonRoot"] is True
+        assert isinstance(context["runAsUser"], int) and context["runAsUser"] >= 1
+        assert isinstance(context["runAsGroup"], int)
+        assert context["runAsGroup"] >= 1 or (
+            policy["volumes_containers_gid_share"]
+            and context["runAsGroup"] == policy["volumes_containers_gid"]
+        )
+        if overrides.get("read_only_root_filesystem", True):
+            assert context["readOnlyRootFilesystem"] is True
+        assert set(context) == {
+            "allowPrivilegeEscalation",
+            "capabilities",
+            "privileged",
+            "readOnlyRootFilesystem",
+            "runAsNonRoot",
+            "runAsUser",
+            "runAsGroup",
+        }
+        for port in container.get("ports", []):
+            assert set(port) <= {"containerPort", "protocol", "name", "hostPort", "hostIP"}
+            if "hostPort" in port:
+                assert (port["hostPort"], port["protocol"]) in exposed
+            assert "hostIP" not in port or "hostPort" in port
+        for mount in container.get("volumeMounts", []):
+            assert mount["name"] in volumes
+            assert set(mount) <= {"name", "mountPath", "readOnly"}
+        if policy["resources"]:
+            assert container["resources"] == {"limits": policy["resources"]}
+        else:
+            assert "resources" not in container
+    text = pod_policy.dump_pod(pod)
+    assert yaml.safe_load(text) == pod
