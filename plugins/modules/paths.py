@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# Copyright: webhosting.pods developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: paths
+short_description: Converge many directories, files and symlinks at once, following no symlink
+version_added: 0.1.0
+description:
+  - Brings a list of paths to their state in order - directories, files with given content,
+    symlinks or absent - with numeric owner, group and mode. One call replaces a loop of
+    M(ansible.builtin.file) and M(ansible.builtin.copy) tasks, which matters when a pod host
+    has many hostings.
+  - Made for trees a tenant can partly write to while the module runs as root. The last
+    component of every path is opened with C(O_NOFOLLOW) and changed through that descriptor;
+    a symlink where a directory or file is expected makes the module fail; parent components
+    inside directories not owned by root must not be symlinks; files are replaced by rename.
+  - The diff lists type, owner, group, mode and a SHA-1 of file contents, never the contents,
+    so files holding secrets can be managed.
+options:
+  paths:
+    description: The paths, converged in the order given (list parents before children).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      path:
+        description: Absolute path.
+        type: path
+        required: true
+      state:
+        description:
+          - What the path must be.
+          - Defaults to V(file) when O(paths[].content) is given, else V(directory).
+        type: str
+        choices: [directory, file, link, absent]
+      owner:
+        description: Numeric uid (names are not resolved, so check mode works before a user exists).
+        type: int
+      group:
+        description: Numeric gid.
+        type: int
+      mode:
+        description: Octal mode as a string, for example V("0750") or V("2770").
+        type: str
+      content:
+        description: Content of a file.
+        type: str
+      src:
+        description: Target of a link.
+        type: str
+      create_only:
+        description: For a file, create it when absent and never touch it afterwards.
+        type: bool
+        default: false
+  prune:
+    description:
+      - Remove regular files and symlinks matching O(prune[].pattern) in O(prune[].dir)
+        that O(paths) does not list.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      dir:
+        description: Directory to look in (not recursive).
+        type: path
+        required: true
+      pattern:
+        description: Shell pattern of the file names, for example C(*.env).
+        type: str
+        required: true
+  probe:
+    description: Paths whose existence is returned in RV(exists) (read after the changes).
+    type: list
+    elements: path
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+author:
+  - webhosting.pods developers
+"""
+
+EXAMPLES = r"""
+- name: Lay out a hosting
+  webhosting.pods.paths:
+    paths:
+      - {path: /srv/hostings/shop, owner: 0, group: 10001, mode: "0750"}
+      - {path: /srv/hostings/shop/www, owner: 10001, group: 10001, mode: "2750"}
+      - path: /srv/hostings/shop/private/container-config/shop-web.env
+        content: "GREETING=hello\n"
+        owner: 0
+        group: 10001
+        mode: "0640"
+    prune:
+      - {dir: /srv/hostings/shop/private/container-config, pattern: "*.env"}
+    probe:
+      - /var/lib/systemd/linger/shop
+"""
+
+RETURN = r"""
+actions:
+  description: What was done (or would be done in check mode) per changed path.
+  returned: success
+  type: dict
+  sample: {"/srv/hostings/shop/www": "created"}
+exists:
+  description: Whether each O(probe) path exists.
+  returned: success
+  type: dict
+  sample: {"/var/lib/systemd/linger/shop": true}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.webhosting.pods.plugins.module_utils.paths import (
+    PathsError,
+    converge,
+    diff_text,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "paths": {
+                "type": "list",
+                "elements": "dict",
+                "required": True,
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "state": {"type": "str", "choices": ["directory", "file", "link", "absent"]},
+                    "owner": {"type": "int"},
+                    "group": {"type": "int"},
+                    "mode": {"type": "str"},
+                    "content": {"type": "str"},
+                    "src": {"type": "str"},
+                    "create_only": {"type": "bool", "default": False},
+                },
+            },
+            "prune": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "dir": {"type": "path", "required": True},
+                    "pattern": {"type": "str", "required": True},
+                },
+            },
+            "probe": {"type": "list", "elements": "path", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    entries = [{k: v for k, v in e.items() if v is not None} for e in module.params["paths"]]
+    try:
+        result = converge(
+            entries, module.params["prune"], module.params["probe"], module.check_mode
+        )
+    except PathsError as exc:
+        module.fail_json(msg=str(exc))
+    output = {
+        "changed": result["changed"],
+        "actions": result["actions"],
+        "exists": result["exists"],
+    }
+    if module._diff:
+        before, after = diff_text(result)
+        output["diff"] = {"before": before, "after": after}
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+#!/usr/bin/python
+# Copyright: webhosting.pods developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: subid
+short_description: Allocate a user's subordinate uid and gid range
+version_added: 0.1.0
+description:
+  - Ensures that a user owns one range of subordinate user ids in C(/etc/subuid) and one of
+    subordinate group ids in C(/etc/subgid), as rootless podman needs.
+  - A range the user already owns is kept unchanged (stable across runs), provided it is a
+    single range of at least O(count) ids that overlaps no other owner's range; otherwise
+    the module fails and names the offending line, because moving a range would orphan
+    the user's container storage.
+  - A new range goes to the deterministic slot O(base) + (O(uid) - O(uid_min)) * O(count)
+    when that slot is free in the file, else to the lowest free slot at or above O(base).
+    Both files are read in full, so a new range never overlaps anybody's.
+  - Files are replaced atomically (temporary file in the same directory, then rename).
+options:
+  name:
+    description: The user name (the owner field written to the files).
+    type: str
+    required: true
+  uid:
+    description: The user's numeric uid; entries keyed by this uid also count as the user's.
+    type: int
+    required: true
+  count:
+    description: Number of subordinate ids the user needs.
+    type: int
+    default: 65536
+  base:
+    description: Lowest id this module allocates from.
+    type: int
+    default: 1000000000
+  uid_min:
+    description: The uid that maps to the slot at O(base); later uids follow in steps of O(count).
+    type: int
+    default: 10000
+  max_id:
+    description: Highest id that may be allocated.
+    type: int
+    default: 4294967294
+  state:
+    description:
+      - V(present) ensures the ranges; V(absent) removes every line of the user from both files.
+    type: str
+    choices: [present, absent]
+    default: present
+  subuid_path:
+    description: Path of the subordinate uid file.
+    type: path
+    default: /etc/subuid
+  subgid_path:
+    description: Path of the subordinate gid file.
+    type: path
+    default: /etc/subgid
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+author:
+  - webhosting.pods developers
+"""
+
+EXAMPLES = r"""
+- name: Give the hosting user shop its subordinate ids
+  webhosting.pods.subid:
+    name: shop
+    uid: 10001
+
+- name: Remove the ranges of a deleted hosting
+  webhosting.pods.subid:
+    name: oldshop
+    uid: 10007
+    state: absent
+"""
+
+RETURN = r"""
+subuid:
+  description: The user's subordinate uid range (empty for O(state=absent)).
+  returned: success
+  type: dict
+  sample: {"start": 1000065536, "count": 65536}
+subgid:
+  description: The user's subordinate gid range (empty for O(state=absent)).
+  returned: success
+  type: dict
+  sample: {"start": 1000065536, "count": 65536}
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.webhosting.pods.plugins.module_utils.subid import (
+    SubidError,
+    plan,
+    render_removed,
+)
+
+
+def _read(path):
+    try:
+        with open(path, "r") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _write(module, path, text):
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        if os.path.exists(path):
+            st = os.stat(path)
+            os.chmod(tmp, st.st_mode & 0o7777)
+            os.chown(tmp, st.st_uid, st.st_gid)
+        else:
+            os.chmod(tmp, 0o644)
+        module.atomic_move(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "uid": {"type": "int", "required": True},
+            "count": {"type": "int", "default": 65536},
+            "base": {"type": "int", "default": 1000000000},
+            "uid_min": {"type": "int", "default": 10000},
+            "max_id": {"type": "int", "default": 4294967294},
+            "state": {
+                "type": "str",
+                "default": "present",
+                "choices": ["present", "absent"],
+            },
+            "subuid_path": {"type": "path", "default": "/etc/subuid"},
+            "subgid_path": {"type": "path", "default": "/etc/subgid"},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = {"changed": False, "subuid": {}, "subgid": {}}
+    diffs = []
+    updates = []
+    try:
+        for key, path in (("subuid", p["subuid_path"]), ("subgid", p["subgid_path"])):
+            before = _read(path)
+            if p["state"] == "present":
+                after, allocation = plan(
+                    before,
+                    p["name"],
+                    p["uid"],
+                    count=p["count"],
+                    base=p["base"],
+                    uid_min=p["uid_min"],
+                    max_id=p["max_id"],
+                    path=path,
+                )
+                result[key] = {"start": allocation.start, "count": allocation.count}
+            else:
+                after = render_removed(before, p["name"], p["uid"], path=path)
+            if after != before:
+                updates.append((path, after))
+                diffs.append(
+                    {
+                        "before": before,
+                        "after": after,
+                        "before_header": path,
+                        "after_header": path,
+                    }
+                )
+    except SubidError as exc:
+        module.fail_json(msg=to_native(exc), **result)
+
+    result["changed"] = bool(updates)
+    if module._diff:
+        result["diff"] = diffs
+    if updates and not module.check_mode:
+        for path, text in updates:
+            try:
+                _write(module, path, text)
+            except OSError as exc:
+                module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Tests for plugins/module_utils/paths.py on a temporary directory (run as any user:
+owners are left unset where the test runner may not chown)."""
+
+import os
+import stat
+
+import pytest
+from ansible_collections.webhosting.pods.plugins.module_utils.paths import (
+    PathsError,
+    converge,
+    diff_text,
+    normalise,
+)
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_creates_tree_then_idempotent(tmp_path):
+    root = str(tmp_path / "h")
+    entries = [
+        {"path": root, "mode": "0750"},
+        {"path": root + "/www", "mode": "2750"},
+        {"path": root + "/www/index.html", "content": "hi\n", "mode": "0640"},
+        {"path": root + "/link", "state": "link", "src": "www"},
+    ]
+    result = converge(entries)
+    assert result["changed"]
+    assert set(result["actions"].values()) == {"created"}
+    assert mode_of(root + "/www") == 0o2750
+    assert open(root + "/www/index.html").read() == "hi\n"
+    assert os.readlink(root + "/link") == "www"
+    again = converge(entries)
+    assert not again["changed"] and again["actions"] == {}
+
+
+def test_check_mode_changes_nothing(tmp_path):
+    root = str(tmp_path / "h")
+    result = converge([{"path": root}, {"path": root + "/f", "content": "x"}], check_mode=True)
+    assert result["actions"] == {root: "created", root + "/f": "created"}
+    assert not os.path.exists(root)
+
+
+@pytest.mark.parametrize(
+    "state, planted, message",
+    [
+        ("directory", "symlink", "exists as link, expected a directory"),
+        ("file", "symlink", "exists as link, expected a file"),
+        ("file", "directory", "exists as directory, expected a file"),
+        ("link", "directory", "exists as a directory, expected a link"),
+    ],
+)
+def test_refuses_planted_objects(tmp_path, state, planted, message):
+    target = tmp_path / "target"
+    target.mkdir()
+    path = tmp_path / "x"
+    if planted == "symlink":
+        path.symlink_to(target)
+    else:
+        path.mkdir()
+    entry = {"path": str(path), "state": state, "content": "c", "src": "t", "mode": "0700"}
+    with pytest.raises(PathsError, match=message):
+        converge([entry])
+    assert mode_of(target) != 0o700 or planted != "symlink"
+
+
+def test_symlinked_parent_in_user_dir_is_refused(tmp_path):
+    if os.geteuid() == 0:
+        os.chown(tmp_path, 1234, 1234)  # a tenant-owned directory
+    else:
+        pytest.skip("needs a directory not owned by root: run as root")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "run").symlink_to(tmp_path / "real")
+    with pytest.raises(PathsError, match="is a symlink in a directory not owned by root"):
+        converge([{"path": str(tmp_path / "run" / "f"), "content": "x"}])
+
+
+def test_file_rewrite_and_mode_fix(tmp_path):
+    path = str(tmp_path / "f")
+    converge([{"path": path, "content": "a", "mode": "0600"}])
+    result = converge([{"path": path, "content": "b", "mode": "0600"}])
+    assert result["actions"] == {path: "updated"}
+    assert open(path).read() == "b"
+    os.chmod(path, 0o666)
+    result = converge([{"path": path, "content": "b", "mode": "0600"}])
+    assert result["actions"] == {path: "updated"} and mode_of(path) == 0o600
+
+
+def test_create_only_never_touches_existing(tmp_path):
+    path = tmp_path / "pod.yaml"
+    path.write_text("tenant edit\n")
+    os.chmod(path, 0o600)
+    result = converge(
+        [{"path": str(path), "content": "seed\n", "mode": "0640", "create_only": True}]
+    )
+    assert not result["changed"]
+    assert path.read_text() == "tenant edit\n" and mode_of(path) == 0o600
+
+
+def test_create_only_creates(tmp_path):
+    path = tmp_path / "pod.yaml"
+    result = converge([{"path": str(path), "content": "seed\n", "create_only": True}])
+    assert result["actions"] == {str(path): "created"} and path.read_text() == "seed\n"
+
+
+def test_link_replaced_when_target_differs(tmp_path):
+    path = tmp_path / "l"
+    path.symlink_to("old")
+    result = converge([{"path": str(path), "state": "link", "src": "new"}])
+    assert result["actions"] == {str(path): "updated"} and os.readlink(path) == "new"
+
+
+def test_prune_and_probe(tmp_path):
+    keep = tmp_path / "shop-web.env"
+    stale = tmp_path / "shop-old.env"
+    other = tmp_path / "pod.yaml"
+    for f in (keep, stale, other):
+        f.write_text("x")
+    result = converge(
+        [{"path": str(keep), "content": "x"}],
+        prune=[{"dir": str(tmp_path), "pattern": "*.env"}],
+        probe=[str(other), str(tmp_path / "nothing")],
+    )
+    assert result["actions"] == {str(stale): "removed"}
+    assert keep.exists() and other.exists() and not stale.exists()
+    assert result["exists"] == {str(other): True, str(tmp_path / "nothing"): False}
+
+
+def test_absent(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert converge([{"path": str(f), "state": "absent"}])["actions"] == {str(f): "removed"}
+    assert converge([{"path": str(f), "state": "absent"}])["actions"] == {}
+
+
+def test_diff_never_shows_content(tmp_path):
+    path = str(tmp_path / "secret.env")
+    result = converge([{"path": path, "content": "PASSWORD=hunter2\n", "mode": "0640"}])
+    before, after = diff_text(result)
+    assert "hunter2" not in before + after
+    assert before == f"{path}: absent\n" and "sha1:" in after
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([{"path": "relative"}], "must be an absolute path"),
+        ([{"path": "/a"}, {"path": "/a/"}], "listed twice"),
+        ([{"path": "/a", "state": "file"}], "needs content"),
+        ([{"path": "/a", "state": "link"}], "needs src"),
+        ([{"path": "/a", "mode": "rwx"}], "not an octal number"),
+        ([{"path": "/a", "owner": "root"}], "numeric id"),
+        ([{"path": "/a", "state": "fifo"}], "state must be one of"),
+    ],
+)
+def test_normalise_errors(entries, message):
+    with pytest.raises(PathsError, match=message):
+        normalise(entries)
