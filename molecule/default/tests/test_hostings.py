@@ -1,0 +1,109 @@
+"""Hostings on the lab hosts, checked from the outside: /proc, the file system, HTTP."""
+
+import pytest
+import yaml
+
+from conftest import INVENTORY
+
+HOSTINGS = yaml.safe_load(
+    (INVENTORY.parent / "group_vars" / "pod_hosts.yml").read_text()
+)["webhosting_hostings"]
+NAMES = [h["name"] for h in HOSTINGS]
+
+
+def subid_range(lab, user):
+    for line in lab.file("/etc/subuid").content_string.splitlines():
+        name, start, count = line.split(":")
+        if name == user:
+            return int(start), int(start) + int(count)
+    raise AssertionError(f"no subuid range for {user}")
+
+
+def container_pids(lab, user):
+    """PIDs of the processes of a hosting's containers: in the user's subuid range."""
+    lo, hi = subid_range(lab, user)
+    out = lab.check_output("ps -eo pid=,uid=,comm=")
+    pids = []
+    for line in out.splitlines():
+        pid, uid, comm = line.split(None, 2)
+        if lo <= int(uid) < hi:
+            pids.append((int(pid), int(uid), comm))
+    return pids
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_user_locked_nologin_and_home_not_writable(lab, name):
+    user = lab.user(name)
+    assert user.exists
+    assert user.shell in ("/usr/sbin/nologin", "/sbin/nologin")
+    home = lab.file(user.home)
+    assert home.user == "root" and not home.mode & 0o022
+    assert not lab.file(f"/srv/hostings/{name}").is_symlink
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_linger_and_pod_unit_active(lab, name):
+    assert lab.file(f"/var/lib/systemd/linger/{name}").exists
+    state = lab.run(f"systemctl --user --machine={name}@ is-active webhosting-pod.service")
+    assert state.stdout.strip() == "active", state.stdout + state.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_containers_run_under_own_subuids_never_root(lab, name):
+    pids = container_pids(lab, name)
+    assert pids, f"no container process of {name} in its subuid range"
+    others = [n for n in NAMES if n != name]
+    for other in others:
+        lo, hi = subid_range(lab, other)
+        assert not any(lo <= uid < hi for _, uid, _ in pids)
+
+
+def test_subuid_ranges_do_not_overlap(lab):
+    ranges = sorted(
+        tuple(map(int, line.split(":")[1:]))
+        for line in lab.file("/etc/subuid").content_string.splitlines()
+        if line
+    )
+    for (a_start, a_count), (b_start, _) in zip(ranges, ranges[1:]):
+        assert a_start + a_count <= b_start
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pod_serves_http_in_its_network_namespace(lab, name):
+    # Enter the network namespace of one of the hosting's container processes and ask
+    # the pod's web server on its socket port.
+    hosting = next(h for h in HOSTINGS if h["name"] == name)
+    port = hosting.get("socket_ports", [8080])[0]
+    pids = container_pids(lab, name)
+    pid = next(pid for pid, _, comm in pids if "httpd" in comm or "busybox" in comm)
+    url = f"http://127.0.0.1:{port}/version"
+    out = lab.run(f"nsenter -t {pid} -n curl -sS --max-time 5 {url}")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.strip() in ("1", "2")
+
+
+def test_tenants_cannot_read_each_other(lab):
+    a, b = NAMES[0], NAMES[1]
+    for path in (
+        f"/srv/hostings/{b}",
+        f"/srv/hostings/{b}/private/container-config/pod.yaml",
+        f"/srv/hostings/{b}/data",
+        f"/srv/hostings/{b}/tmp/run",
+    ):
+        res = lab.run(f"runuser -u {a} -- ls {path}")
+        assert res.rc != 0, f"{a} can read {path}"
+
+
+def test_tenant_cannot_plant_user_units(lab):
+    name = NAMES[0]
+    home = lab.user(name).home
+    res = lab.run(f"runuser -u {name} -- touch {home}/.config/systemd/user/evil.service")
+    assert res.rc != 0
+
+
+def test_no_tcp_listener_for_pod_ports_on_the_host(lab):
+    # Pods are reached through unix sockets only: nothing listens on their ports here.
+    ports = {p for h in HOSTINGS for p in h.get("socket_ports", [8080])}
+    out = lab.check_output("ss -Hltn")
+    listening = {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines()}
+    assert not ports & listening, out
