@@ -1,13 +1,12 @@
 """Hostings on the lab hosts, checked from the outside: /proc, the file system, HTTP."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
-from conftest import INVENTORY
-
-HOSTINGS = yaml.safe_load(
-    (INVENTORY.parent / "group_vars" / "pod_hosts.yml").read_text()
-)["webhosting_hostings"]
+GROUP_VARS = Path(__file__).parents[1] / "inventory" / "group_vars" / "pod_hosts.yml"
+HOSTINGS = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
 NAMES = [h["name"] for h in HOSTINGS]
 
 
