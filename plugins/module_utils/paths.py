@@ -148,11 +148,18 @@ def _read_nofollow(path):
         os.close(fd)
 
 
+def _chown_ids(entry):
+    """The (uid, gid) to give a path: -1 (keep) where the entry names none."""
+    return (
+        entry["owner"] if entry["owner"] is not None else -1,
+        entry["group"] if entry["group"] is not None else -1,
+    )
+
+
 def _fix_attrs(fd, st, entry):
     """chown/chmod through an open descriptor; returns True when something changed."""
     changed = False
-    uid = entry["owner"] if entry["owner"] is not None else -1
-    gid = entry["group"] if entry["group"] is not None else -1
+    uid, gid = _chown_ids(entry)
     if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
         os.fchown(fd, uid, gid)
         changed = True
@@ -229,11 +236,7 @@ def _file(entry, st, check_mode):
             handle.flush()
             os.fsync(handle.fileno())
             entry_mode = entry["mode"] if entry["mode"] is not None else 0o644
-            os.fchown(
-                handle.fileno(),
-                entry["owner"] if entry["owner"] is not None else -1,
-                entry["group"] if entry["group"] is not None else -1,
-            )
+            os.fchown(handle.fileno(), *_chown_ids(entry))
             os.fchmod(handle.fileno(), entry_mode)
         if entry["create_only"]:
             # never replace something that appeared meanwhile
@@ -267,11 +270,7 @@ def _link(entry, st, check_mode):
         os.unlink(tmp)
     os.symlink(entry["src"], tmp)
     try:
-        os.lchown(
-            tmp,
-            entry["owner"] if entry["owner"] is not None else -1,
-            entry["group"] if entry["group"] is not None else -1,
-        )
+        os.lchown(tmp, *_chown_ids(entry))
         os.rename(tmp, path)
     finally:
         if os.path.lexists(tmp):
