@@ -50,8 +50,8 @@ $(COLLECTION_LINK):
 
 collection: $(COLLECTION_LINK)
 
+# labctl up builds (or reuses) the cached root file system, then boots the host.
 lab: deps
-	$(LABCTL) build --release bookworm
 	$(LABCTL) up $(DEMO_HOST) --release bookworm
 
 demo: deps venv collection lab
