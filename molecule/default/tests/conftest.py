@@ -19,7 +19,9 @@ PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).paren
 LABCTL = PROJECT / "lab" / "labctl"
 # LAB_INVENTORY points the checks at other lab hosts (same layout as inventory/hosts.yml),
 # e.g. to run them against hosts converged by hand while molecule's own hosts are busy.
-INVENTORY = Path(os.environ.get("LAB_INVENTORY", Path(__file__).parents[1] / "inventory" / "hosts.yml"))
+INVENTORY = Path(
+    os.environ.get("LAB_INVENTORY", Path(__file__).parents[1] / "inventory" / "hosts.yml")
+)
 
 
 def lab_hosts():
