@@ -6,8 +6,11 @@ use testinfra's modules (file, user, service, socket, ...) without going through
 code under test or Ansible.
 """
 
+import json
 import os
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -58,7 +61,85 @@ class LabBackend(base.BaseBackend):
         return self.result(proc.returncode, self.encode(command), proc.stdout, proc.stderr)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "last: run after every other check (e.g. a reboot)")
+
+
+def pytest_collection_modifyitems(items):
+    """Checks marked `last` (disruptive: a reboot) run after all others, in their order."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 @pytest.fixture(scope="session", params=lab_hosts())
 def lab(request):
     """A testinfra Host for each lab host of the scenario."""
     return testinfra.host.Host(LabBackend(request.param))
+
+
+def run_playbook(host, *args, extra_vars=None, timeout=1200):
+    """Run site.yml against one lab host, as an admin would; return (rc, stats, output).
+
+    stats is that host's recap (ok, changed, failures, ...) from the json callback;
+    extra_vars (a dict) is passed as a file with -e @FILE.
+    """
+    env = dict(os.environ)
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
+    env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
+    env["PATH"] = f"{PROJECT / 'lab' / 'bin'}:{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    argv = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "site.yml"), "--limit", host]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as varfile:
+        if extra_vars is not None:
+            yaml.safe_dump(extra_vars, varfile)
+            varfile.flush()
+            argv += ["-e", f"@{varfile.name}"]
+        proc = subprocess.run(
+            argv + list(args), capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+    try:
+        stats = json.loads(proc.stdout)["stats"].get(host, {})
+    except (ValueError, KeyError):
+        stats = {}
+    return proc.returncode, stats, proc.stdout[-20000:] + proc.stderr[-5000:]
+
+
+def _subid_range(lab, user):
+    for line in lab.file("/etc/subuid").content_string.splitlines():
+        name, start, count = line.split(":")
+        if name == user:
+            return int(start), int(start) + int(count)
+    raise AssertionError(f"no subuid range for {user}")
+
+
+def _container_pids(lab, user):
+    """PIDs of the processes of a hosting's containers: in the user's subuid range."""
+    lo, hi = _subid_range(lab, user)
+    out = lab.check_output("ps -eo pid=,uid=,comm=")
+    pids = []
+    for line in out.splitlines():
+        pid, uid, comm = line.split(None, 2)
+        if lo <= int(uid) < hi:
+            pids.append((int(pid), int(uid), comm))
+    return pids
+
+
+@pytest.fixture(name="subid_range")
+def subid_range_fixture():
+    """subid_range(lab, user) -> (first, end) of the user's subuid range."""
+    return _subid_range
+
+
+@pytest.fixture(name="container_pids")
+def container_pids_fixture():
+    """container_pids(lab, user) -> [(pid, uid, comm)] of the hosting's container processes."""
+    return _container_pids
+
+
+@pytest.fixture(name="run_site")
+def run_site_fixture():
+    """run_site(host, *args, extra_vars=None) -> (rc, stats, output): see run_playbook."""
+    return run_playbook
+
+
+@pytest.fixture(name="labctl")
+def labctl_fixture():
+    return LABCTL

@@ -10,26 +10,6 @@ HOSTINGS = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
 NAMES = [h["name"] for h in HOSTINGS]
 
 
-def subid_range(lab, user):
-    for line in lab.file("/etc/subuid").content_string.splitlines():
-        name, start, count = line.split(":")
-        if name == user:
-            return int(start), int(start) + int(count)
-    raise AssertionError(f"no subuid range for {user}")
-
-
-def container_pids(lab, user):
-    """PIDs of the processes of a hosting's containers: in the user's subuid range."""
-    lo, hi = subid_range(lab, user)
-    out = lab.check_output("ps -eo pid=,uid=,comm=")
-    pids = []
-    for line in out.splitlines():
-        pid, uid, comm = line.split(None, 2)
-        if lo <= int(uid) < hi:
-            pids.append((int(pid), int(uid), comm))
-    return pids
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_user_locked_nologin_and_home_not_writable(lab, name):
     user = lab.user(name)
@@ -48,7 +28,7 @@ def test_linger_and_pod_unit_active(lab, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_containers_run_under_own_subuids_never_root(lab, name):
+def test_containers_run_under_own_subuids_never_root(lab, name, container_pids, subid_range):
     pids = container_pids(lab, name)
     assert pids, f"no container process of {name} in its subuid range"
     others = [n for n in NAMES if n != name]
@@ -68,7 +48,7 @@ def test_subuid_ranges_do_not_overlap(lab):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_pod_serves_http_in_its_network_namespace(lab, name):
+def test_pod_serves_http_in_its_network_namespace(lab, name, container_pids):
     # Enter the network namespace of one of the hosting's container processes and ask
     # the pod's web server on its socket port.
     hosting = next(h for h in HOSTINGS if h["name"] == name)
