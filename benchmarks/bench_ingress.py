@@ -202,7 +202,9 @@ def wrk(netns, url, args, script):
         "p50_ms": p50 / 1000,
         "p99_ms": p99 / 1000,
         "non2xx": non2xx,
+        # wrk's socket errors: connect, read, write, timeout (no answer within --timeout)
         "errors": sum(errors),
+        "timeouts": errors[3],
     }
 
 
@@ -264,7 +266,8 @@ def main():
                 print(
                     f"round {r + 1} {path:10} {res['rps']:9.0f} req/s"
                     f"  p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:6.2f} ms"
-                    f"  non-2xx {res['non2xx']}  socket errors {res['errors']}",
+                    f"  non-2xx {res['non2xx']}  socket errors {res['errors']}"
+                    f" (timeouts {res['timeouts']})",
                     flush=True,
                 )
     finally:
