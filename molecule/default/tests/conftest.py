@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -76,17 +77,20 @@ def lab(request):
     return testinfra.host.Host(LabBackend(request.param))
 
 
-def run_playbook(host, *args, extra_vars=None, timeout=1200):
-    """Run site.yml against one lab host, as an admin would; return (rc, stats, output).
+def run_playbook(hosts, *args, extra_vars=None, timeout=1800):
+    """Run site.yml against lab hosts, as an admin would; return (rc, stats, output).
 
-    stats is that host's recap (ok, changed, failures, ...) from the json callback;
-    extra_vars (a dict) is passed as a file with -e @FILE.
+    hosts is a name or a list (one run for all: the hosts converge in parallel); stats maps
+    each host to its recap (ok, changed, failures, ...) from the json callback; extra_vars
+    (a dict) is passed as a file with -e @FILE.
     """
+    hosts = [hosts] if isinstance(hosts, str) else list(hosts)
     env = dict(os.environ)
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
     env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
     env["PATH"] = f"{PROJECT / 'lab' / 'bin'}:{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    argv = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "site.yml"), "--limit", host]
+    argv = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "site.yml")]
+    argv += ["--limit", ",".join(hosts)]
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as varfile:
         if extra_vars is not None:
             yaml.safe_dump(extra_vars, varfile)
@@ -96,7 +100,7 @@ def run_playbook(host, *args, extra_vars=None, timeout=1200):
             argv + list(args), capture_output=True, text=True, env=env, timeout=timeout, check=False
         )
     try:
-        stats = json.loads(proc.stdout)["stats"].get(host, {})
+        stats = json.loads(proc.stdout)["stats"]
     except (ValueError, KeyError):
         stats = {}
     return proc.returncode, stats, proc.stdout[-20000:] + proc.stderr[-5000:]
@@ -136,8 +140,32 @@ def container_pids_fixture():
 
 @pytest.fixture(name="run_site")
 def run_site_fixture():
-    """run_site(host, *args, extra_vars=None) -> (rc, stats, output): see run_playbook."""
+    """run_site(hosts, *args, extra_vars=None) -> (rc, stats, output): see run_playbook."""
     return run_playbook
+
+
+@pytest.fixture(scope="session")
+def all_labs():
+    """Every lab host of the scenario, by name: for checks that act on all hosts at once."""
+    return {name: testinfra.host.Host(LabBackend(name)) for name in lab_hosts()}
+
+
+def wait_until(what, check, timeout=180, step=2):
+    """Poll check() until it returns something true (returned) or fail after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture():
+    """wait_until(what, check, timeout=180, step=2): see the function."""
+    return wait_until
 
 
 @pytest.fixture(name="labctl")
