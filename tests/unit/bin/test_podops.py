@@ -1,0 +1,230 @@
+"""bin/podops: the pure helpers, the tenant-tree file handling (real files, symlinks and
+FIFOs in tmp_path) and the restart verb refusing an invalid pod file with the real userpod."""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from podspec_helpers import PROVIDER_POD, USERPOD, make_provider_hosting
+
+PODOPS = Path(__file__).resolve().parents[3] / "bin" / "podops"
+
+
+def load_podops():
+    loader = importlib.machinery.SourceFileLoader("podops", str(PODOPS))
+    spec = importlib.util.spec_from_loader("podops", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+podops = load_podops()
+
+RENDERED = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: shop}
+spec:
+  initContainers:
+  - {name: init, image: "r.example:5000/shop/init:1"}
+  containers:
+  - {name: web, image: "r.example:5000/shop/web:2"}
+  - {name: db, image: "r.example:5000/shop/db:1"}
+  - {name: web2, image: "r.example:5000/shop/web:2"}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+# ---------------------------------------------------------------------------------------------
+def test_pod_images_in_order_each_once():
+    assert podops.pod_images(RENDERED) == [
+        "r.example:5000/shop/init:1",
+        "r.example:5000/shop/web:2",
+        "r.example:5000/shop/db:1",
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "{}", "spec: {}", "spec: {containers: []}"])
+def test_pod_images_of_empty_pods(text):
+    assert podops.pod_images(text) == []
+
+
+@pytest.mark.parametrize(
+    ("containers", "pulled", "changed"),
+    [
+        # same ID: nothing
+        ([{"Image": "a:1", "ImageID": "x"}], {"a:1": "x"}, []),
+        # new ID behind the tag
+        ([{"Image": "a:1", "ImageID": "x"}], {"a:1": "y"}, ["a:1"]),
+        # infra container and images of no container are ignored
+        ([{"Image": "pause", "ImageID": "p"}], {"a:1": "y"}, []),
+        # two containers of one image, one already on the new ID
+        (
+            [{"Image": "a:1", "ImageID": "x"}, {"Image": "a:1", "ImageID": "y"}],
+            {"a:1": "y"},
+            ["a:1"],
+        ),
+        ([], {}, []),
+    ],
+)
+def test_changed_images(containers, pulled, changed):
+    assert podops.changed_images(containers, pulled) == changed
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        (["/bin/echo", "a b", "$HOME;"], ["/bin/echo", "a b", "$HOME;"]),
+        ("echo $HOME", ["/bin/sh", "-c", "echo $HOME"]),
+    ],
+)
+def test_cron_argv(command, argv):
+    job = {"container": "db", "command": command}
+    assert podops.cron_argv("/usr/bin/podman", "shop", job) == [
+        "/usr/bin/podman",
+        "exec",
+        "shop-db",
+        *argv,
+    ]
+
+
+@pytest.mark.parametrize("command", [[], [1, 2], ["ok", None]])
+def test_cron_argv_refuses_bad_commands(command):
+    with pytest.raises(ValueError):
+        podops.cron_argv("podman", "shop", {"container": "db", "command": command})
+
+
+@given(st.text())
+def test_format_lines_one_clean_line_per_input_line(text):
+    out = podops.format_lines(text)
+    lines = out.split("\n")
+    assert lines[-1] == ""
+    lines = lines[:-1]
+    assert len(lines) == max(1, len(text.splitlines()))
+    for line in lines:
+        assert all(c.isprintable() or c == "\t" for c in line)
+        assert len(line) <= podops.MAX_LOG_LINE + 21
+
+
+# ---------------------------------------------------------------------------------------------
+# Files a tenant controls
+# ---------------------------------------------------------------------------------------------
+def test_log_appends_to_a_regular_file(tmp_path):
+    log = podops.Log(str(tmp_path), "x.log")
+    log.write("one")
+    log.write("two\nthree")
+    lines = (tmp_path / "x.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["one", "two", "three"]
+    assert stat.S_IMODE((tmp_path / "x.log").stat().st_mode) & 0o007 == 0
+
+
+def test_log_does_not_follow_a_symlink(tmp_path, capsys):
+    target = tmp_path / "target"
+    target.write_text("precious\n")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "x.log").symlink_to(target)
+    podops.Log(str(tmp_path / "logs"), "x.log").write("message")
+    assert target.read_text() == "precious\n"
+    assert "message" in capsys.readouterr().err
+
+
+def test_log_does_not_block_on_a_fifo(tmp_path, capsys):
+    os.mkfifo(tmp_path / "x.log")
+    podops.Log(str(tmp_path), "x.log").write("message")  # returns at once (ENXIO)
+    assert "message" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "dangling", "fifo", "directory"])
+def test_remove_trigger_removes_whatever_it_is_and_follows_nothing(tmp_path, kind):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    trigger = tmp_path / "pod_restart.run"
+    if kind == "file":
+        trigger.write_text("")
+    elif kind == "symlink":
+        trigger.symlink_to(target)
+    elif kind == "dangling":
+        trigger.symlink_to(tmp_path / "nothing")
+    elif kind == "fifo":
+        os.mkfifo(trigger)
+    else:
+        trigger.mkdir()
+        (trigger / "inner").symlink_to(target / "keep")
+    assert podops.remove_trigger(str(trigger)) is True
+    assert not os.path.lexists(trigger)
+    assert (target / "keep").read_text() == "x"
+    assert podops.remove_trigger(str(trigger)) is False
+
+
+# ---------------------------------------------------------------------------------------------
+# The restart verb with the real userpod
+# ---------------------------------------------------------------------------------------------
+def make_config(tmp_path, pod_text):
+    base = tmp_path / "mycontainertest"
+    policy = tmp_path / "system.yaml"
+    policy.write_text(make_provider_hosting(base))
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(pod_text)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "trigger").write_text("")
+    config = {
+        "hosting": "shop",
+        "pod": "shop",
+        "unit": "webhosting-pod.service",
+        "trigger": str(tmp_path / "trigger"),
+        "log_dir": str(tmp_path / "logs"),
+        "state_dir": str(tmp_path / "state"),
+        "pod_file": str(pod),
+        "pod_file_shown": "pod.yaml",
+        "policy_file": str(policy),
+        "rendered_file": str(tmp_path / "state" / "pod.yaml"),
+        # runs the userpod of this checkout; podman and systemctl must never be reached
+        "userpod": str(USERPOD),
+        "podman": str(tmp_path / "no-podman"),
+        "systemctl": str(tmp_path / "no-systemctl"),
+        "timeout": 60,
+    }
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_restart_refuses_an_invalid_pod_and_tells_the_tenant(tmp_path):
+    if not os.access(USERPOD, os.X_OK) or sys.executable is None:
+        pytest.skip("bin/userpod is not executable")
+    config = make_config(
+        tmp_path, PROVIDER_POD.replace("spec:\n", "spec:\n  hostNetwork: true\n", 1)
+    )
+    assert podops.main(["restart", str(config)]) == podops.EXIT_OK
+    assert not (tmp_path / "trigger").exists()
+    log = (tmp_path / "logs" / podops.RESTART_LOG).read_text()
+    assert "NOT restarted" in log and "spec.hostNetwork" in log
+    assert not (tmp_path / "state" / "pod.next.yaml").exists()
+
+
+def test_restart_fails_when_podman_is_missing_after_a_valid_render(tmp_path):
+    config = make_config(tmp_path, PROVIDER_POD)
+    # Valid: rendered, then the pull fails (no podman): logged, not restarted.
+    assert podops.main(["restart", str(config)]) == podops.EXIT_OK
+    log = (tmp_path / "logs" / podops.RESTART_LOG).read_text()
+    assert "cannot pull" in log and "NOT restarted" in log
+    assert (tmp_path / "state" / "pod.next.yaml").exists()
+
+
+def test_cron_with_unknown_job_is_a_usage_error(tmp_path):
+    config = make_config(tmp_path, PROVIDER_POD)
+    assert podops.main(["cron", str(config), "nope"]) == podops.EXIT_USAGE
+
+
+def test_unreadable_config_is_a_usage_error(tmp_path):
+    assert podops.main(["update", str(tmp_path / "missing.json")]) == podops.EXIT_USAGE
