@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Benchmark of site.yml on one lab host with 1, 10 and 30 hostings.
+
+For each count N, on a freshly booted lab host (lab/labctl up):
+  1. first converge of N hostings (host role, hostings, ingress with ACME from Pebble);
+  2. no-op re-run (must report changed=0);
+  3. one hosting changed among N (its env file), the whole site.yml;
+  4. the same change converged alone (-e webhosting_hosting_limit=NAME);
+  5. memory per idle hosting: PSS (/proc/PID/smaps_rollup) of every process of the
+     hosting user and its subordinate ids, split into the hosting's overhead (user
+     manager, conmon, pause/infra, forwarder, network helper) and the tenant's app.
+
+Every hosting runs the lab image registry.example.test:5000/lab/httpd:1 (busybox httpd)
+from the lab registry with auth, one socket port, a hostPath volume.
+
+    .venv/bin/python benchmarks/bench_hostings.py [--counts 1,10,30] [--release bookworm]
+        [--host bench-hostings] [--keep]
+
+Prints one line per measurement and a JSON summary at the end. Needs root (labctl) and
+the virtualenv (make venv collection). Figures go to docs/benchmarks.md.
+Targets (issue 4): no-op re-run of 30 hostings <= 60 s; one changed hosting <= 15 s;
+<= 15 MB per idle hosting.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LABCTL = ROOT / "lab" / "labctl"
+IMAGE = "registry.example.test:5000/lab/httpd:1"
+FIRST_UID = 20001
+
+# Process names that are the hosting's own machinery, not the tenant's application.
+OVERHEAD = {
+    "systemd": "user manager",
+    "(sd-pam)": "user manager",
+    "conmon": "conmon",
+    "catatonit": "pause/infra",
+    "pause": "pause/infra",
+    "podman": "forwarder (podman unshare)",
+    "systemd-socket-": "forwarder",
+    "socket-forward": "forwarder",
+    "slirp4netns": "network helper",
+    "pasta": "network helper",
+    "pasta.avx2": "network helper",
+    "rootlessport": "network helper",
+    "rootlessport-ch": "network helper",
+}
+
+
+def hosting(i, password_file):
+    name = f"h{i:02d}"
+    return {
+        "name": name,
+        "uid": FIRST_UID + i,
+        "gid": FIRST_UID + i,
+        "domains": [f"{name}.example.test"],
+        "registry": {
+            "user": "labuser",
+            "password": "{{ lookup('ansible.builtin.file', '" + password_file + "') }}",
+        },
+        "env_files": {"web": {"GREETING": f"hello from {name}"}},
+        "pod": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": IMAGE,
+                        "ports": [{"containerPort": 8080}],
+                        "volumeMounts": [
+                            {"name": "www", "mountPath": "/www/site", "readOnly": True}
+                        ],
+                    }
+                ],
+                "volumes": [{"name": "www", "hostPath": {"path": "/www", "type": "Directory"}}],
+            },
+        },
+    }
+
+
+def write_inventory(directory, host, count):
+    password_file = f"/var/lib/webhosting-pods-lab/hosts/{host}/registry-password"
+    inv = {
+        "all": {
+            "children": {
+                "pod_hosts": {
+                    "hosts": {host: {}},
+                    "vars": {"ansible_connection": "lab_nsenter"},
+                }
+            }
+        }
+    }
+    group_vars = {
+        "webhosting_policy_defaults": {
+            "allowed_registries": ["registry.example.test:5000"],
+            "default_run_as_user": 1000,
+            "volumes_containers_gid_share": True,
+        },
+        "hosting_registry_server": "registry.example.test:5000",
+        "ingress_acme_directory": "https://pebble.example.test:14000/dir",
+        "webhosting_hostings": [hosting(i, password_file) for i in range(1, count + 1)],
+    }
+    (directory / "group_vars").mkdir(parents=True, exist_ok=True)
+    (directory / "hosts.yml").write_text(yaml.safe_dump(inv))
+    (directory / "group_vars" / "pod_hosts.yml").write_text(yaml.safe_dump(group_vars))
+    return directory / "hosts.yml", group_vars
+
+
+def playbook(inventory, *args):
+    env = dict(os.environ)
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["PATH"] = f"{ROOT / 'lab' / 'bin'}:{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / "site.yml"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    elapsed = time.monotonic() - t0
+    try:
+        stats = json.loads(proc.stdout)["stats"]
+    except (ValueError, KeyError):
+        stats = {}
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
+        raise SystemExit(f"ansible-playbook {' '.join(args)} failed ({proc.returncode})")
+    (stat,) = stats.values()
+    return elapsed, stat
+
+
+def lab(host, script):
+    return subprocess.run(
+        [str(LABCTL), "exec", host, "--", "/bin/sh", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def memory(host, hostings):
+    """PSS in kB per hosting, split by role of the process."""
+    out = lab(
+        host,
+        "for p in /proc/[0-9]*; do"
+        " u=$(awk '/^Uid:/ {print $2}' $p/status 2>/dev/null) || continue;"
+        " c=$(cat $p/comm 2>/dev/null) || continue;"
+        " k=$(awk '/^Pss:/ {print $2}' $p/smaps_rollup 2>/dev/null);"
+        ' [ -n "$k" ] && echo "${p#/proc/} $u $k $c"; done; echo ---; cat /etc/subuid',
+    )
+    procs, subuid = out.split("---\n")
+    ranges = {}
+    for line in subuid.splitlines():
+        name, start, count = line.split(":")
+        ranges[name] = (int(start), int(start) + int(count))
+    result = {}
+    for h in hostings:
+        lo, hi = ranges[h["name"]]
+        parts = {}
+        for line in procs.splitlines():
+            _pid, uid, pss, comm = line.split(" ", 3)
+            uid = int(uid)
+            if uid != h["uid"] and not lo <= uid < hi:
+                continue
+            role = OVERHEAD.get(comm, "app")
+            parts[role] = parts.get(role, 0) + int(pss)
+        result[h["name"]] = parts
+    return result
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def run_count(count, args):
+    host = args.host
+    subprocess.run([str(LABCTL), "down", host], check=True, capture_output=True)
+    cmd = [str(LABCTL), "up", host, "--release", args.release]
+    subprocess.run(cmd, check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory, group_vars = write_inventory(Path(tmp), host, count)
+        result = {"hostings": count, "release": args.release}
+        result["first_converge_s"], stat = playbook(inventory)
+        print(f"{count:3d} hostings: first converge {result['first_converge_s']:.1f} s {stat}")
+        result["noop_s"], stat = playbook(inventory)
+        result["noop_changed"] = stat.get("changed")
+        print(f"{count:3d} hostings: no-op re-run {result['noop_s']:.1f} s {stat}")
+        # One hosting changed among N: its env file gets a new value.
+        target = group_vars["webhosting_hostings"][count // 2]
+        target["env_files"]["web"]["GREETING"] = "changed"
+        (Path(tmp) / "group_vars" / "pod_hosts.yml").write_text(yaml.safe_dump(group_vars))
+        result["one_changed_s"], stat = playbook(inventory)
+        print(f"{count:3d} hostings: one changed, whole run {result['one_changed_s']:.1f} s {stat}")
+        target["env_files"]["web"]["GREETING"] = "changed again"
+        (Path(tmp) / "group_vars" / "pod_hosts.yml").write_text(yaml.safe_dump(group_vars))
+        result["one_changed_limit_s"], stat = playbook(
+            inventory, "-e", f"webhosting_hosting_limit={target['name']}"
+        )
+        print(
+            f"{count:3d} hostings: one changed, converged alone "
+            f"{result['one_changed_limit_s']:.1f} s {stat}"
+        )
+        time.sleep(args.settle)
+        mem = memory(host, group_vars["webhosting_hostings"])
+        overhead = [sum(v for k, v in p.items() if k != "app") for p in mem.values()]
+        total = [sum(p.values()) for p in mem.values()]
+        result["idle_overhead_kb_median"] = median(overhead)
+        result["idle_total_kb_median"] = median(total)
+        result["idle_breakdown_kb"] = next(iter(mem.values()))
+        print(
+            f"{count:3d} hostings: per idle hosting PSS overhead {median(overhead) / 1024:.1f} MB,"
+            f" with the app {median(total) / 1024:.1f} MB;"
+            f" one of them: {result['idle_breakdown_kb']}"
+        )
+    if not args.keep:
+        subprocess.run([str(LABCTL), "down", host], check=True, capture_output=True)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--counts", default="1,10,30")
+    parser.add_argument("--release", default="bookworm", choices=["bookworm", "trixie"])
+    parser.add_argument("--host", default="bench-hostings")
+    parser.add_argument("--settle", type=int, default=20, help="seconds idle before memory")
+    parser.add_argument("--keep", action="store_true", help="leave the last lab host up")
+    args = parser.parse_args()
+    results = [run_count(int(n), args) for n in args.counts.split(",")]
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
