@@ -318,8 +318,16 @@ def playbook(lab, tmp_path, state, check=False):
         argv.append("--check")
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    recap = [line for line in proc.stdout.splitlines() if line.startswith(lab.backend.name + " ")]
-    return proc.stdout, recap[-1]
+    lines = proc.stdout.splitlines()
+    recap = [line for line in lines if line.startswith(lab.backend.name + " ")]
+    # The tasks that changed something, for the assertion messages.
+    tasks = [line for line in lines if line.startswith("TASK [")]
+    changed = [
+        next((t for t in reversed(tasks) if lines.index(t) < i), "?")
+        for i, line in enumerate(lines)
+        if line.startswith("changed:")
+    ]
+    return proc.stdout, recap[-1] + " " + " | ".join(changed)
 
 
 def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
