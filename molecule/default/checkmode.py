@@ -38,13 +38,19 @@ VOLATILE = [
     "/var/lib/containers/cache",
 ]
 
+# Units that start and stop on their own: socket-activated services that exit when idle
+# (podman 5's netavark DHCP proxy on Debian 13 quits after its idle timeout).
+VOLATILE_UNITS = ["netavark-dhcp-proxy.service", "netavark-dhcp-proxy.socket"]
+
 SNAPSHOT = (
     "find /etc /srv /usr/local /var/lib /var/backups -xdev \\( "
     + " -o ".join(f"-path {p}" for p in VOLATILE)
     + " \\) -prune -o -printf '%p %y %m %U %G %s %T@ %l\\n' 2>/dev/null | LC_ALL=C sort;"
     " echo '--- units';"
     " systemctl list-units --all --plain --no-legend --no-pager"
-    " | awk '{print $1, $3, $4}' | LC_ALL=C sort;"
+    " | awk '{print $1, $3, $4}' | grep -v -F"
+    + "".join(f" -e {u}" for u in VOLATILE_UNITS)
+    + " | LC_ALL=C sort;"
     " echo '--- lingering'; ls -A /var/lib/systemd/linger 2>/dev/null; true"
 )
 
