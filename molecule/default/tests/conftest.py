@@ -126,19 +126,19 @@ def _container_pids(lab, user):
     return pids
 
 
-@pytest.fixture(name="subid_range")
+@pytest.fixture(name="subid_range", scope="session")
 def subid_range_fixture():
     """subid_range(lab, user) -> (first, end) of the user's subuid range."""
     return _subid_range
 
 
-@pytest.fixture(name="container_pids")
+@pytest.fixture(name="container_pids", scope="session")
 def container_pids_fixture():
     """container_pids(lab, user) -> [(pid, uid, comm)] of the hosting's container processes."""
     return _container_pids
 
 
-@pytest.fixture(name="run_site")
+@pytest.fixture(name="run_site", scope="session")
 def run_site_fixture():
     """run_site(hosts, *args, extra_vars=None) -> (rc, stats, output): see run_playbook."""
     return run_playbook
@@ -162,12 +162,12 @@ def wait_until(what, check, timeout=180, step=2):
         time.sleep(step)
 
 
-@pytest.fixture(name="wait_until")
+@pytest.fixture(name="wait_until", scope="session")
 def wait_until_fixture():
     """wait_until(what, check, timeout=180, step=2): see the function."""
     return wait_until
 
 
-@pytest.fixture(name="labctl")
+@pytest.fixture(name="labctl", scope="session")
 def labctl_fixture():
     return LABCTL
