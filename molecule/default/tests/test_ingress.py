@@ -11,7 +11,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -62,17 +61,6 @@ def pod_env(lab, domain, *options):
     out = https(lab, f"https://{domain}/cgi-bin/env", "--fail", *options)
     assert out.rc == 0, out.stderr
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-
-
-def wait_for(predicate, timeout=60, step=0.5, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 def user_systemctl(lab, name, *args):
@@ -242,7 +230,7 @@ def test_no_host_tcp_listener_for_any_pod_port(lab):
     assert lab.run(f"pgrep -u {q(users)} -x rootlessport").rc != 0
 
 
-def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab):
+def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab, wait_until):
     name = next(n for n, h in BY_NAME.items() if h.get("ingress", {}).get("static_paths"))
     prefix = BY_NAME[name]["ingress"]["static_paths"][0]["prefix"]
     domain = BY_NAME[name]["domains"][0]
@@ -261,7 +249,7 @@ def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab):
         stop = user_systemctl(lab, name, "stop", "webhosting-pod.service")
         assert stop.rc == 0, stop.stderr
         # The forwarder stopped with the pod and removed its socket.
-        wait_for(lambda: not lab.file(sock).exists, 15, what=f"{sock} to go away")
+        wait_until(f"{sock} to go away", lambda: not lab.file(sock).exists, 15, 0.5)
         assert https(lab, url, "--fail").stdout.strip() == f"static-{name}"
         assert status(lab, f"https://{domain}/version") == "502"
         for other in others:
@@ -270,10 +258,11 @@ def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab):
         assert status(lab, f"https://{domain}/molecule.txt") == "502"
     finally:
         user_systemctl(lab, name, "start", "webhosting-pod.service")
-        wait_for(
+        wait_until(
+            f"https://{domain}/ to answer 200 again",
             lambda: status(lab, f"https://{domain}/version") == "200",
             90,
-            what=f"https://{domain}/ to answer 200 again",
+            0.5,
         )
         lab.run(f"rm -f {q(static_dir + '/molecule.txt')}")
     # The socket was re-created for the new pod, with the same rights.
@@ -282,7 +271,7 @@ def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab):
     assert all_serving(lab)
 
 
-def test_renewal_replaces_certificates_without_a_playbook_run(lab):
+def test_renewal_replaces_certificates_without_a_playbook_run(lab, wait_until):
     """certbot.timer's service renews; the deploy hook reloads nginx."""
     assert lab.service("certbot.timer").is_enabled
     assert lab.service("certbot.timer").is_running
@@ -299,10 +288,11 @@ def test_renewal_replaces_certificates_without_a_playbook_run(lab):
     run = lab.run("systemctl start certbot.service")
     assert run.rc == 0, lab.run("journalctl -u certbot.service -n 30 --no-pager").stdout
     for _, domain in DOMAINS:
-        wait_for(
+        wait_until(
+            f"nginx to serve a new certificate for {domain}",
             lambda d=domain: served_certificate(lab, d, "-serial") != before[d],
             30,
-            what=f"nginx to serve a new certificate for {domain}",
+            0.5,
         )
         assert "Pebble" in served_certificate(lab, domain, "-issuer")
     assert all_serving(lab)
