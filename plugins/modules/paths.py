@@ -20,10 +20,11 @@ description:
     so files holding secrets can be managed.
 options:
   paths:
-    description: The paths, converged in the order given (list parents before children).
+    description:
+      - The paths, converged in the order given (list parents before children).
+      - Required unless O(groups) is given.
     type: list
     elements: dict
-    required: true
     suboptions:
       path:
         description: Absolute path.
@@ -75,6 +76,35 @@ options:
     type: list
     elements: path
     default: []
+  groups:
+    description:
+      - Many independent sets of O(paths), O(prune) and O(probe) in one call, for
+        example one per hosting of a pod host. A group that fails (a planted symlink, a
+        write error) is reported in RV(groups) under its name and the other groups are
+        still converged; the module fails only when every group failed.
+      - Mutually exclusive with O(paths), O(prune) and O(probe).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the group in RV(groups).
+        type: str
+        required: true
+      paths:
+        description: As O(paths).
+        type: list
+        elements: dict
+        default: []
+      prune:
+        description: As O(prune).
+        type: list
+        elements: dict
+        default: []
+      probe:
+        description: As O(probe).
+        type: list
+        elements: path
+        default: []
 attributes:
   check_mode:
     support: full
@@ -104,6 +134,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+groups:
+  description:
+    - Per group of O(groups), its RV(actions), RV(exists) and V(changed); a failed group
+      has V(failed=true) and C(msg) instead.
+  returned: when O(groups) is given
+  type: dict
+  sample:
+    shop: {"changed": true, "actions": {"/srv/hostings/shop/www": "created"}, "exists": {}}
 actions:
   description: What was done (or would be done in check mode) per changed path.
   returned: success
@@ -123,53 +161,113 @@ from ansible_collections.webhosting.pods.plugins.module_utils.paths import (
     diff_text,
 )
 
+_PATH_OPTIONS = {
+    "path": {"type": "path", "required": True},
+    "state": {"type": "str", "choices": ["directory", "file", "link", "absent"]},
+    "owner": {"type": "int"},
+    "group": {"type": "int"},
+    "mode": {"type": "str"},
+    "content": {"type": "str"},
+    "src": {"type": "str"},
+    "create_only": {"type": "bool", "default": False},
+}
+_PRUNE_OPTIONS = {
+    "dir": {"type": "path", "required": True},
+    "pattern": {"type": "str", "required": True},
+}
 
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "paths": {
-                "type": "list",
-                "elements": "dict",
-                "required": True,
-                "options": {
-                    "path": {"type": "path", "required": True},
-                    "state": {"type": "str", "choices": ["directory", "file", "link", "absent"]},
-                    "owner": {"type": "int"},
-                    "group": {"type": "int"},
-                    "mode": {"type": "str"},
-                    "content": {"type": "str"},
-                    "src": {"type": "str"},
-                    "create_only": {"type": "bool", "default": False},
-                },
-            },
-            "prune": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "dir": {"type": "path", "required": True},
-                    "pattern": {"type": "str", "required": True},
-                },
-            },
-            "probe": {"type": "list", "elements": "path", "default": []},
-        },
-        supports_check_mode=True,
-    )
-    entries = [{k: v for k, v in e.items() if v is not None} for e in module.params["paths"]]
-    try:
-        result = converge(
-            entries, module.params["prune"], module.params["probe"], module.check_mode
-        )
-    except PathsError as exc:
-        module.fail_json(msg=str(exc))
+
+def _entries(paths):
+    return [{k: v for k, v in e.items() if v is not None} for e in paths]
+
+
+def _one(module, paths, prune, probe):
+    """converge() of one set; its result as returned by the module, diff included."""
+    result = converge(_entries(paths), prune, probe, module.check_mode)
     output = {
         "changed": result["changed"],
         "actions": result["actions"],
         "exists": result["exists"],
     }
-    if module._diff:
+    return output, result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "paths": {"type": "list", "elements": "dict", "options": _PATH_OPTIONS},
+            "prune": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": _PRUNE_OPTIONS,
+            },
+            "probe": {"type": "list", "elements": "path", "default": []},
+            "groups": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "paths": {
+                        "type": "list",
+                        "elements": "dict",
+                        "default": [],
+                        "options": _PATH_OPTIONS,
+                    },
+                    "prune": {
+                        "type": "list",
+                        "elements": "dict",
+                        "default": [],
+                        "options": _PRUNE_OPTIONS,
+                    },
+                    "probe": {"type": "list", "elements": "path", "default": []},
+                },
+            },
+        },
+        required_one_of=[("paths", "groups")],
+        mutually_exclusive=[("paths", "groups")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["groups"] is None:
+        try:
+            output, result = _one(module, p["paths"], p["prune"], p["probe"])
+        except PathsError as exc:
+            module.fail_json(msg=str(exc))
+        if module._diff:
+            before, after = diff_text(result)
+            output["diff"] = {"before": before, "after": after}
+        module.exit_json(**output)
+
+    if p["prune"] or p["probe"]:
+        module.fail_json(msg="prune and probe go inside each of groups, not beside it")
+    groups = {}
+    diff_before, diff_after = [], []
+    names = [g["name"] for g in p["groups"]]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        module.fail_json(msg=f"groups: duplicate names: {', '.join(duplicates)}")
+    for group in p["groups"]:
+        try:
+            output, result = _one(module, group["paths"], group["prune"], group["probe"])
+        except PathsError as exc:
+            groups[group["name"]] = {"changed": False, "failed": True, "msg": str(exc)}
+            continue
+        groups[group["name"]] = output
         before, after = diff_text(result)
-        output["diff"] = {"before": before, "after": after}
+        diff_before.append(before)
+        diff_after.append(after)
+    output = {
+        "changed": any(g["changed"] for g in groups.values()),
+        "groups": groups,
+    }
+    if module._diff:
+        output["diff"] = {"before": "".join(diff_before), "after": "".join(diff_after)}
+    if groups and all(g.get("failed") for g in groups.values()):
+        module.fail_json(
+            msg="every group failed: " + "; ".join(f"{n}: {g['msg']}" for n, g in groups.items()),
+            **output,
+        )
     module.exit_json(**output)
 
 

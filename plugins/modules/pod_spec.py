@@ -29,8 +29,8 @@ options:
   src:
     description:
       - Path of the tenant's pod file on the managed host.
+      - Required unless O(renders) is given.
     type: path
-    required: true
   policy:
     description:
       - The system policy as a dictionary (the keys of C(system.yaml)).
@@ -44,8 +44,43 @@ options:
   dest:
     description:
       - Where to write the rendered pod.
+      - Required unless O(renders) is given.
     type: path
-    required: true
+  renders:
+    description:
+      - Many pods in one call (one per hosting of a pod host), each with its own O(src),
+        O(policy), O(dest) and O(owner), O(group), O(mode). A pod that does not validate
+        (or cannot be read or written) is reported in RV(results) under its name with its
+        errors, and the others are still rendered; the module itself does not fail for it.
+      - Mutually exclusive with O(src), O(dest), O(policy) and O(policy_file).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the render in RV(results).
+        type: str
+        required: true
+      src:
+        description: As O(src).
+        type: path
+        required: true
+      policy:
+        description: As O(policy).
+        type: dict
+        required: true
+      dest:
+        description: As O(dest).
+        type: path
+        required: true
+      owner:
+        description: Owner of O(renders[].dest) (name or number).
+        type: str
+      group:
+        description: Group of O(renders[].dest) (name or number).
+        type: str
+      mode:
+        description: Mode of O(renders[].dest).
+        type: raw
   strict:
     description:
       - Treat warnings (ignored fields, removed host ports, ...) as errors.
@@ -76,6 +111,22 @@ EXAMPLES = r"""
     owner: root
     group: root
     mode: "0644"
+
+- name: Render the pods of two hostings in one call
+  webhosting.pods.pod_spec:
+    renders:
+      - name: shop
+        src: /srv/hostings/shop/private/container-config/pod.yaml
+        policy: "{{ shop_policy }}"
+        dest: /var/lib/webhosting-pods/state/shop/pod.yaml
+        owner: "10001"
+        group: "10001"
+        mode: "0600"
+      - name: blog
+        src: /srv/hostings/blog/private/container-config/pod.yaml
+        policy: "{{ blog_policy }}"
+        dest: /var/lib/webhosting-pods/state/blog/pod.yaml
+  register: __renders
 
 - name: Render with an inline policy, refusing any warning
   webhosting.pods.pod_spec:
@@ -138,9 +189,17 @@ errors:
   elements: str
   sample:
     - "spec.volumes[1].hostPath.path: /data/x does not exist in the hosting"
+results:
+  description:
+    - Per render of O(renders), V(changed), V(dest) and RV(errors) (empty when it
+      rendered), and V(msg) when it did not.
+  returned: when O(renders) is given
+  type: dict
+  sample:
+    shop: {"changed": false, "dest": "/var/lib/webhosting-pods/state/shop/pod.yaml", "errors": []}
 dest:
   description: The destination path.
-  returned: always
+  returned: when O(src) is given
   type: str
   sample: /etc/webhosting-pods/hostings/shop/pod.rendered.yaml
 """
@@ -170,49 +229,32 @@ def _read(path, what):
         return None, "%s: cannot read the %s: %s" % (path, what, to_native(exc.strerror or exc))
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            src=dict(type="path", required=True),
-            policy=dict(type="dict"),
-            policy_file=dict(type="path"),
-            dest=dict(type="path", required=True),
-            strict=dict(type="bool", default=False),
-        ),
-        mutually_exclusive=[("policy", "policy_file")],
-        required_one_of=[("policy", "policy_file")],
-        add_file_common_args=True,
-        supports_check_mode=True,
-    )
-    src = module.params["src"]
-    dest = module.params["dest"]
-    result = dict(changed=False, dest=dest, errors=[], warnings_list=[])
+class _Failed(Exception):
+    """One render that did not succeed: its message and the result so far."""
 
-    if module.params["policy_file"] is not None:
-        policy_source, problem = _read(module.params["policy_file"], "system policy")
-        if problem:
-            module.fail_json(msg=problem, errors=[problem], **_without_errors(result))
-    else:
-        policy_source = module.params["policy"]
+    def __init__(self, msg, result):
+        super().__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+def _render(module, src, policy_source, dest, file_args, strict):
+    """Validate, render and write one pod. Returns the result dict (without diff text
+    unless asked) and the before/after texts; raises _Failed."""
+    result = dict(changed=False, dest=dest, errors=[], warnings_list=[])
     pod_source, problem = _read(src, "pod file")
     if problem:
-        module.fail_json(msg=problem, errors=[problem], **_without_errors(result))
-
+        raise _Failed(problem, dict(result, errors=[problem]))
     try:
         policy = load_policy(policy_source)
-        rendered = render_pod(pod_source, policy, strict=module.params["strict"])
+        rendered = render_pod(pod_source, policy, strict=strict)
     except PodSpecError as exc:
-        result["warnings_list"] = exc.warnings
         count = len(exc.errors)
-        module.fail_json(
-            msg="%s: %d error%s in the pod spec or the policy:\n%s"
+        raise _Failed(
+            "%s: %d error%s in the pod spec or the policy:\n%s"
             % (src, count, "" if count == 1 else "s", "\n".join(exc.errors)),
-            errors=exc.errors,
-            **_without_errors(result),
-        )
-
-    for warning in rendered.warnings:
-        module.warn(warning)
+            dict(result, errors=exc.errors, warnings_list=exc.warnings),
+        ) from None
     result["warnings_list"] = rendered.warnings
     result["rendered"] = rendered.pod
     after = dump_pod(rendered.pod)
@@ -220,12 +262,12 @@ def main():
     before = None
     if os.path.exists(dest):
         if os.path.isdir(dest):
-            module.fail_json(msg="%s: is a directory" % dest, **result)
+            raise _Failed("%s: is a directory" % dest, result)
         try:
             with open(dest, "rb") as handle:
                 before = handle.read().decode("utf-8", "replace")
         except (IOError, OSError) as exc:
-            module.fail_json(msg="%s: cannot read: %s" % (dest, to_native(exc)), **result)
+            raise _Failed("%s: cannot read: %s" % (dest, to_native(exc)), result) from None
 
     changed = before != after
     if changed and not module.check_mode:
@@ -235,14 +277,113 @@ def main():
             with os.fdopen(fd, "wb") as handle:
                 handle.write(after.encode("utf-8"))
         except (IOError, OSError) as exc:
-            module.fail_json(msg="%s: cannot write: %s" % (dest, to_native(exc)), **result)
+            raise _Failed("%s: cannot write: %s" % (dest, to_native(exc)), result) from None
         module.atomic_move(temporary, dest, unsafe_writes=module.params["unsafe_writes"])
 
     if os.path.exists(dest):
-        file_args = module.load_file_common_arguments(module.params, path=dest)
+        file_args["path"] = dest
         changed = module.set_fs_attributes_if_different(file_args, changed)
-
     result["changed"] = changed
+    return result, before, after
+
+
+def _render_many(module):
+    results = {}
+    diff_before, diff_after = [], []
+    names = [r["name"] for r in module.params["renders"]]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        module.fail_json(msg="renders: duplicate names: %s" % ", ".join(duplicates))
+    for item in module.params["renders"]:
+        file_args = module.load_file_common_arguments(
+            dict(module.params, owner=item["owner"], group=item["group"], mode=item["mode"]),
+            path=item["dest"],
+        )
+        try:
+            result, before, after = _render(
+                module,
+                item["src"],
+                item["policy"],
+                item["dest"],
+                file_args,
+                module.params["strict"],
+            )
+        except _Failed as exc:
+            results[item["name"]] = dict(_without_rendered(exc.result), msg=exc.msg)
+            continue
+        except (IOError, OSError) as exc:
+            msg = "%s: %s" % (item["dest"], to_native(exc))
+            results[item["name"]] = dict(changed=False, dest=item["dest"], errors=[], msg=msg)
+            continue
+        results[item["name"]] = _without_rendered(result)
+        if result["changed"]:
+            diff_before.append("# %s\n%s" % (item["dest"], before or ""))
+            diff_after.append("# %s\n%s" % (item["dest"], after))
+    output = dict(changed=any(r["changed"] for r in results.values()), results=results)
+    if module._diff:
+        output["diff"] = dict(before="".join(diff_before), after="".join(diff_after))
+    module.exit_json(**output)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="path"),
+            policy=dict(type="dict"),
+            policy_file=dict(type="path"),
+            dest=dict(type="path"),
+            strict=dict(type="bool", default=False),
+            renders=dict(
+                type="list",
+                elements="dict",
+                options=dict(
+                    name=dict(type="str", required=True),
+                    src=dict(type="path", required=True),
+                    policy=dict(type="dict", required=True),
+                    dest=dict(type="path", required=True),
+                    owner=dict(type="str"),
+                    group=dict(type="str"),
+                    mode=dict(type="raw"),
+                ),
+            ),
+        ),
+        mutually_exclusive=[
+            ("policy", "policy_file"),
+            ("renders", "src"),
+            ("renders", "dest"),
+            ("renders", "policy"),
+            ("renders", "policy_file"),
+        ],
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    if module.params["renders"] is not None:
+        _render_many(module)
+    missing = [key for key in ("src", "dest") if module.params[key] is None]
+    if missing:
+        module.fail_json(msg="missing required arguments: %s" % ", ".join(missing))
+    if module.params["policy"] is None and module.params["policy_file"] is None:
+        module.fail_json(msg="one of the following is required: policy, policy_file")
+    src = module.params["src"]
+    dest = module.params["dest"]
+
+    if module.params["policy_file"] is not None:
+        policy_source, problem = _read(module.params["policy_file"], "system policy")
+        if problem:
+            module.fail_json(
+                msg=problem, errors=[problem], changed=False, dest=dest, warnings_list=[]
+            )
+    else:
+        policy_source = module.params["policy"]
+    file_args = module.load_file_common_arguments(module.params, path=dest)
+    try:
+        result, before, after = _render(
+            module, src, policy_source, dest, file_args, module.params["strict"]
+        )
+    except _Failed as exc:
+        module.fail_json(msg=exc.msg, **exc.result)
+    for warning in result["warnings_list"]:
+        module.warn(warning)
     if module._diff:
         result["diff"] = dict(
             before=before or "",
@@ -253,8 +394,8 @@ def main():
     module.exit_json(**result)
 
 
-def _without_errors(result):
-    return dict((key, value) for key, value in result.items() if key != "errors")
+def _without_rendered(result):
+    return dict((key, value) for key, value in result.items() if key != "rendered")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,33 @@ description:
   - Files are replaced atomically (temporary file in the same directory, then rename).
 options:
   name:
-    description: The user name (the owner field written to the files).
+    description:
+      - The user name (the owner field written to the files).
+      - Required unless O(users) is given.
     type: str
-    required: true
   uid:
-    description: The user's numeric uid; entries keyed by this uid also count as the user's.
+    description:
+      - The user's numeric uid; entries keyed by this uid also count as the user's.
+      - Required unless O(users) is given.
     type: int
-    required: true
+  users:
+    description:
+      - Many users at once (one read and one write of each file for a whole pod host),
+        each as O(name) and O(uid). Mutually exclusive with O(name).
+      - A user whose range cannot be kept or allocated is reported in RV(failed_users)
+        and left out; the others are still allocated. The module fails only when every
+        user failed.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: As O(name).
+        type: str
+        required: true
+      uid:
+        description: As O(uid).
+        type: int
+        required: true
   count:
     description: Number of subordinate ids the user needs.
     type: int
@@ -74,6 +94,12 @@ EXAMPLES = r"""
     name: shop
     uid: 10001
 
+- name: Give every hosting user its subordinate ids in one call
+  webhosting.pods.subid:
+    users:
+      - {name: shop, uid: 10001}
+      - {name: blog, uid: 10002}
+
 - name: Remove the ranges of a deleted hosting
   webhosting.pods.subid:
     name: oldshop
@@ -82,6 +108,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+users:
+  description: Per user of O(users), its RV(subuid) and RV(subgid) ranges.
+  returned: when O(users) is given
+  type: dict
+  sample:
+    shop:
+      subuid: {"start": 1000065536, "count": 65536}
+      subgid: {"start": 1000065536, "count": 65536}
+failed_users:
+  description: Per user of O(users) that could not be allocated, the reason.
+  returned: when O(users) is given
+  type: dict
+  sample: {"blog": "/etc/subuid: line 3: blog owns 2 ranges"}
 subuid:
   description: The user's subordinate uid range (empty for O(state=absent)).
   returned: success
@@ -135,8 +174,16 @@ def _write(module, path, text):
 def main():
     module = AnsibleModule(
         argument_spec={
-            "name": {"type": "str", "required": True},
-            "uid": {"type": "int", "required": True},
+            "name": {"type": "str"},
+            "uid": {"type": "int"},
+            "users": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "uid": {"type": "int", "required": True},
+                },
+            },
             "count": {"type": "int", "default": 65536},
             "base": {"type": "int", "default": 1000000000},
             "uid_min": {"type": "int", "default": 10000},
@@ -149,9 +196,14 @@ def main():
             "subuid_path": {"type": "path", "default": "/etc/subuid"},
             "subgid_path": {"type": "path", "default": "/etc/subgid"},
         },
+        required_one_of=[("name", "users")],
+        mutually_exclusive=[("name", "users")],
+        required_together=[("name", "uid")],
         supports_check_mode=True,
     )
     p = module.params
+    if p["users"] is not None:
+        _many(module)
     result = {"changed": False, "subuid": {}, "subgid": {}}
     diffs = []
     updates = []
@@ -188,6 +240,76 @@ def main():
     result["changed"] = bool(updates)
     if module._diff:
         result["diff"] = diffs
+    if updates and not module.check_mode:
+        for path, text in updates:
+            try:
+                _write(module, path, text)
+            except OSError as exc:
+                module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
+    module.exit_json(**result)
+
+
+def _plan_users(p, failed):
+    users = {u["name"]: {} for u in p["users"] if u["name"] not in failed}
+    newly = {}
+    updates, diffs = [], []
+    for key, path in (("subuid", p["subuid_path"]), ("subgid", p["subgid_path"])):
+        before = text = _read(path)
+        for user in p["users"]:
+            if user["name"] not in users or user["name"] in newly:
+                continue
+            try:
+                text, allocation = plan(
+                    text,
+                    user["name"],
+                    user["uid"],
+                    count=p["count"],
+                    base=p["base"],
+                    uid_min=p["uid_min"],
+                    max_id=p["max_id"],
+                    path=path,
+                )
+            except SubidError as exc:
+                newly[user["name"]] = to_native(exc)
+                continue
+            users[user["name"]][key] = {"start": allocation.start, "count": allocation.count}
+        if text != before:
+            updates.append((path, text))
+            diffs.append(
+                {"before": before, "after": text, "before_header": path, "after_header": path}
+            )
+    return users, updates, diffs, newly
+
+
+def _many(module):
+    """O(users): every user planned against the text the previous users left."""
+    p = module.params
+    if p["state"] != "present":
+        module.fail_json(msg="users is for state=present; remove ranges one user at a time")
+    names = [u["name"] for u in p["users"]]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        module.fail_json(msg=f"users: duplicate names: {', '.join(duplicates)}")
+    failed = {}
+    while True:
+        # Planned again without the users that failed, so that a user failing in the gid
+        # file leaves no range behind in the uid file either.
+        users, updates, diffs, newly = _plan_users(p, failed)
+        if not newly:
+            break
+        failed.update(newly)
+    result = {
+        "changed": bool(updates),
+        "users": users,
+        "failed_users": failed,
+    }
+    if module._diff:
+        result["diff"] = diffs
+    if failed and not users:
+        module.fail_json(
+            msg="no user could be allocated: " + "; ".join(f"{n}: {m}" for n, m in failed.items()),
+            **result,
+        )
     if updates and not module.check_mode:
         for path, text in updates:
             try:

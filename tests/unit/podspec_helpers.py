@@ -281,3 +281,25 @@ def assert_safe(pod, policy):
             assert "resources" not in container
     text = pod_policy.dump_pod(pod)
     assert yaml.safe_load(text) == pod
+
+
+def run_module_file(name, tmp_path, **args):
+    """Run plugins/modules/NAME.py for real, as Ansible runs a new-style module on the
+    managed host (``python NAME.py args.json``, the collection importable); its JSON."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    args_file = tmp_path / f"{name}-args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "plugins" / "modules" / f"{name}.py"), str(args_file)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)),
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in completed.stderr, completed.stderr
+    return json.loads(completed.stdout)

@@ -253,12 +253,14 @@ def test_exposed_host_port_is_kept(base):
     )
     result = render(pod, shop_policy(base))
     assert result.warnings == []
-    assert result.pod["spec"]["containers"][0]["ports"] == [{
-        "containerPort": 443,
-        "protocol": "TCP",
-        "hostPort": 8443,
-        "hostIP": "::1",
-    }]
+    assert result.pod["spec"]["containers"][0]["ports"] == [
+        {
+            "containerPort": 443,
+            "protocol": "TCP",
+            "hostPort": 8443,
+            "hostIP": "::1",
+        }
+    ]
 
 
 def test_pod_level_security_context_is_the_containers_default(base):

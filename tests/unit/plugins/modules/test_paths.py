@@ -157,3 +157,50 @@ def test_diff_never_shows_content(tmp_path):
 def test_normalise_errors(entries, message):
     with pytest.raises(PathsError, match=message):
         normalise(entries)
+
+
+# --- the module with groups (one call for many hostings) ---------------------------------
+
+
+def test_module_groups_converge_each_and_report_a_bad_one_by_name(tmp_path):
+    from podspec_helpers import run_module_file
+
+    good = tmp_path / "good"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "www").symlink_to(tmp_path)  # planted where a directory belongs
+    groups = [
+        {
+            "name": "good",
+            "paths": [{"path": str(good), "mode": "0750"}, {"path": f"{good}/f", "content": "x"}],
+            "probe": [f"{good}/f", f"{good}/missing"],
+        },
+        {"name": "bad", "paths": [{"path": f"{bad}/www", "mode": "0750"}]},
+    ]
+    dry = run_module_file("paths", tmp_path, groups=groups, _ansible_check_mode=True)
+    assert dry["changed"] and not good.exists()
+    assert dry["groups"]["good"]["actions"] == {str(good): "created", f"{good}/f": "created"}
+
+    out = run_module_file("paths", tmp_path, groups=groups)
+    assert not out.get("failed"), out
+    assert out["groups"]["good"]["exists"] == {f"{good}/f": True, f"{good}/missing": False}
+    assert (good / "f").read_text() == "x"
+    assert out["groups"]["bad"]["failed"]
+    assert "expected a directory" in out["groups"]["bad"]["msg"]
+    assert (bad / "www").is_symlink()
+
+    again = run_module_file("paths", tmp_path, groups=groups[:1])
+    assert not again["changed"] and again["groups"]["good"]["actions"] == {}
+
+
+def test_module_fails_when_every_group_failed_or_names_repeat(tmp_path):
+    from podspec_helpers import run_module_file
+
+    (tmp_path / "x").symlink_to(tmp_path)
+    bad = {"name": "bad", "paths": [{"path": str(tmp_path / "x")}]}
+    out = run_module_file("paths", tmp_path, groups=[bad])
+    assert out["failed"] and out["msg"].startswith("every group failed: bad: ")
+    twice = run_module_file("paths", tmp_path, groups=[{"name": "a"}, {"name": "a"}])
+    assert twice["failed"] and "duplicate names: a" in twice["msg"]
+    both = run_module_file("paths", tmp_path, groups=[], paths=[])
+    assert both["failed"] and "mutually exclusive" in both["msg"]

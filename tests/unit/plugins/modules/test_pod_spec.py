@@ -202,11 +202,51 @@ def test_documentation_matches_the_argument_spec():
         "policy_file",
         "dest",
         "strict",
+        "renders",
     }
     assert {
         name: value["support"] for name, value in docs["DOCUMENTATION"]["attributes"].items()
     } == {"check_mode": "full", "diff_mode": "full", "idempotent": "full"}
     for option in docs["DOCUMENTATION"]["options"].values():
         assert option["type"] and option["description"]
-    assert set(docs["RETURN"]) == {"rendered", "warnings_list", "errors", "dest"}
-    assert all(task["webhosting.pods.pod_spec"]["src"] for task in docs["EXAMPLES"])
+    assert set(docs["RETURN"]) == {"rendered", "warnings_list", "errors", "dest", "results"}
+    for task in docs["EXAMPLES"]:
+        args = task["webhosting.pods.pod_spec"]
+        assert args.get("src") or all(r["src"] for r in args["renders"])
+
+
+def test_renders_many_in_one_call_and_reports_a_bad_one_by_name(tmp_path, hosting):
+    policy = yaml.safe_load(hosting["policy_text"])
+    bad_src = tmp_path / "bad.yaml"
+    bad_src.write_text(PROVIDER_POD.replace("runAsUser: 1000", "runAsUser: 0"))
+    bad_dest = tmp_path / "bad-rendered.yaml"
+    bad_dest.write_text("last good\n")
+    renders = [
+        {
+            "name": "good",
+            "src": hosting["src"],
+            "policy": policy,
+            "dest": hosting["dest"],
+            "mode": "0600",
+        },
+        {"name": "bad", "src": str(bad_src), "policy": policy, "dest": str(bad_dest)},
+    ]
+    dry = run_module(tmp_path, renders=renders, _ansible_check_mode=True)
+    assert dry["changed"] is True and not os.path.exists(hosting["dest"])
+    out = run_module(tmp_path, renders=renders)
+    assert not out.get("failed"), out
+    assert out["results"]["good"]["changed"] is True and out["results"]["good"]["errors"] == []
+    with open(hosting["dest"]) as handle:
+        assert handle.read() == expected_text(hosting)
+    assert stat.S_IMODE(os.stat(hosting["dest"]).st_mode) == 0o600
+    bad = out["results"]["bad"]
+    assert bad["changed"] is False
+    assert bad["errors"] == [
+        "spec.containers[0].securityContext.runAsUser: 0 (root) is not allowed"
+    ]
+    assert bad["msg"].startswith("%s: 1 error in the pod spec" % bad_src)
+    assert bad_dest.read_text() == "last good\n"
+    again = run_module(tmp_path, renders=renders[:1])
+    assert again["changed"] is False
+    mixed = run_module(tmp_path, renders=renders, src=hosting["src"])
+    assert mixed["failed"] and "mutually exclusive" in mixed["msg"]

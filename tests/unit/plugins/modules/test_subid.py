@@ -236,3 +236,36 @@ def test_module_reports_bad_file(capsys, files):
     out = _run(capsys, name="shop", uid=10001, **files)
     assert out["failed"] is True
     assert "has 2 ranges" in out["msg"]
+
+
+def test_module_many_users_in_one_call_match_one_by_one(capsys, files, tmp_path):
+    users = [{"name": "shop", "uid": 10001}, {"name": "blog", "uid": 10002}]
+    out = _run(capsys, users=users, **files)
+    assert out["changed"] is True and out["failed_users"] == {}
+    # the same files built one user at a time
+    one = {k: str(tmp_path / f"one-{k}") for k in files}
+    for key in files:
+        (tmp_path / f"one-{key}").write_text(
+            "admin:100000:65536\n" + ("" if key == "subuid_path" else line("other", BASE + C))
+        )
+    for user in users:
+        _run(capsys, **user, **one)
+    assert [read(files[k]) for k in files] == [read(one[k]) for k in files]
+    assert out["users"]["blog"]["subuid"] == {"start": BASE + 2 * C, "count": C}
+    again = _run(capsys, users=users, **files)
+    assert again["changed"] is False and again["users"] == out["users"]
+
+
+def test_module_many_users_a_bad_one_is_left_out_of_both_files(capsys, files):
+    # blog's gid entries are broken; its uid range must not be written either
+    with open(files["subgid_path"], "a") as handle:
+        handle.write("blog:1:2\nblog:3:4\n")
+    users = [{"name": "shop", "uid": 10001}, {"name": "blog", "uid": 10002}]
+    out = _run(capsys, users=users, **files)
+    assert not out.get("failed"), out
+    assert set(out["users"]) == {"shop"}
+    assert "has 2 ranges" in out["failed_users"]["blog"]
+    assert "blog" not in read(files["subuid_path"])
+    assert "shop" in read(files["subuid_path"]) and "shop" in read(files["subgid_path"])
+    alone = _run(capsys, users=[{"name": "blog", "uid": 10002}], **files)
+    assert alone["failed"] is True and alone["msg"].startswith("no user could be allocated: blog:")
