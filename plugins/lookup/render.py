@@ -16,7 +16,9 @@ description:
     change variables (Jinja C(set) only binds names local to the template).
 options:
   _terms:
-    description: Template files, looked up in the role's C(templates) directory like the builtin lookup.
+    description:
+      - Template files, looked up in the role's C(templates) directory like the builtin
+        lookup.
     required: true
   template_vars:
     description: Variables for the templates, overriding the task's variables.
@@ -27,7 +29,9 @@ options:
 EXAMPLES = r"""
 - name: Render a unit for one hosting
   ansible.builtin.debug:
-    msg: "{{ lookup('webhosting.pods.render', 'webhosting-pod.service.j2', template_vars={'__hosting': item}) }}"
+    msg: >-
+      {{ lookup('webhosting.pods.render', 'webhosting-pod.service.j2',
+                template_vars={'__hosting': item}) }}
   loop: "{{ webhosting_hostings }}"
 """
 
