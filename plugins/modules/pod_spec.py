@@ -50,14 +50,14 @@ options:
     description:
       - Many pods in one call (one per hosting of a pod host), each with its own O(src),
         O(policy), O(dest) and O(owner), O(group), O(mode). A pod that does not validate
-        (or cannot be read or written) is reported in RV(results) under its name with its
+        (or cannot be read or written) is reported in RV(pods) under its name with its
         errors, and the others are still rendered; the module itself does not fail for it.
       - Mutually exclusive with O(src), O(dest), O(policy) and O(policy_file).
     type: list
     elements: dict
     suboptions:
       name:
-        description: Name of the render in RV(results).
+        description: Name of the render in RV(pods).
         type: str
         required: true
       src:
@@ -189,10 +189,11 @@ errors:
   elements: str
   sample:
     - "spec.volumes[1].hostPath.path: /data/x does not exist in the hosting"
-results:
+pods:
   description:
     - Per render of O(renders), V(changed), V(dest) and RV(errors) (empty when it
       rendered), and V(msg) when it did not.
+    - Not called C(results), which Ansible reserves for the items of a loop.
   returned: when O(renders) is given
   type: dict
   sample:
@@ -288,7 +289,7 @@ def _render(module, src, policy_source, dest, file_args, strict):
 
 
 def _render_many(module):
-    results = {}
+    pods = {}
     diff_before, diff_after = [], []
     names = [r["name"] for r in module.params["renders"]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -309,17 +310,17 @@ def _render_many(module):
                 module.params["strict"],
             )
         except _Failed as exc:
-            results[item["name"]] = dict(_without_rendered(exc.result), msg=exc.msg)
+            pods[item["name"]] = dict(_without_rendered(exc.result), msg=exc.msg)
             continue
         except (IOError, OSError) as exc:
             msg = "%s: %s" % (item["dest"], to_native(exc))
-            results[item["name"]] = dict(changed=False, dest=item["dest"], errors=[], msg=msg)
+            pods[item["name"]] = dict(changed=False, dest=item["dest"], errors=[], msg=msg)
             continue
-        results[item["name"]] = _without_rendered(result)
+        pods[item["name"]] = _without_rendered(result)
         if result["changed"]:
             diff_before.append("# %s\n%s" % (item["dest"], before or ""))
             diff_after.append("# %s\n%s" % (item["dest"], after))
-    output = dict(changed=any(r["changed"] for r in results.values()), results=results)
+    output = dict(changed=any(r["changed"] for r in pods.values()), pods=pods)
     if module._diff:
         output["diff"] = dict(before="".join(diff_before), after="".join(diff_after))
     module.exit_json(**output)

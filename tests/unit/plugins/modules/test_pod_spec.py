@@ -209,7 +209,7 @@ def test_documentation_matches_the_argument_spec():
     } == {"check_mode": "full", "diff_mode": "full", "idempotent": "full"}
     for option in docs["DOCUMENTATION"]["options"].values():
         assert option["type"] and option["description"]
-    assert set(docs["RETURN"]) == {"rendered", "warnings_list", "errors", "dest", "results"}
+    assert set(docs["RETURN"]) == {"rendered", "warnings_list", "errors", "dest", "pods"}
     for task in docs["EXAMPLES"]:
         args = task["webhosting.pods.pod_spec"]
         assert args.get("src") or all(r["src"] for r in args["renders"])
@@ -235,11 +235,11 @@ def test_renders_many_in_one_call_and_reports_a_bad_one_by_name(tmp_path, hostin
     assert dry["changed"] is True and not os.path.exists(hosting["dest"])
     out = run_module(tmp_path, renders=renders)
     assert not out.get("failed"), out
-    assert out["results"]["good"]["changed"] is True and out["results"]["good"]["errors"] == []
+    assert out["pods"]["good"]["changed"] is True and out["pods"]["good"]["errors"] == []
     with open(hosting["dest"]) as handle:
         assert handle.read() == expected_text(hosting)
     assert stat.S_IMODE(os.stat(hosting["dest"]).st_mode) == 0o600
-    bad = out["results"]["bad"]
+    bad = out["pods"]["bad"]
     assert bad["changed"] is False
     assert bad["errors"] == [
         "spec.containers[0].securityContext.runAsUser: 0 (root) is not allowed"
