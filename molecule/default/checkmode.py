@@ -112,8 +112,10 @@ def main(argv):
         if diff:
             failed.append(f"{host}: check mode changed the host:\n" + "\n".join(diff[:80]))
         else:
-            print(f"{host}: check mode reported {st.get('changed')} changes and changed nothing"
-                  f" ({len(after)} entries compared)")
+            print(
+                f"{host}: check mode reported {st.get('changed')} changes and changed nothing"
+                f" ({len(after)} entries compared)"
+            )
     if failed:
         print("\n".join(failed), file=sys.stderr)
         return 1

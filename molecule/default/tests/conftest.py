@@ -100,10 +100,29 @@ def run_playbook(hosts, *args, extra_vars=None, timeout=1800):
             argv + list(args), capture_output=True, text=True, env=env, timeout=timeout, check=False
         )
     try:
-        stats = json.loads(proc.stdout)["stats"]
+        report = json.loads(proc.stdout)
+        stats = report["stats"]
     except (ValueError, KeyError):
-        stats = {}
-    return proc.returncode, stats, proc.stdout[-20000:] + proc.stderr[-5000:]
+        report, stats = {}, {}
+    return SiteRun(proc.returncode, stats, proc.stdout[-20000:] + proc.stderr[-5000:], report)
+
+
+class SiteRun(tuple):
+    """(rc, stats, output) of run_playbook, plus ``tasks(host)``: the names of the tasks
+    that ran on a host (not skipped), in order."""
+
+    def __new__(cls, rc, stats, out, report):
+        run = super().__new__(cls, (rc, stats, out))
+        run.report = report
+        return run
+
+    def tasks(self, host):
+        return [
+            task["task"]["name"]
+            for play in self.report.get("plays", [])
+            for task in play.get("tasks", [])
+            if host in task["hosts"] and not task["hosts"][host].get("skipped")
+        ]
 
 
 def _subid_range(lab, user):

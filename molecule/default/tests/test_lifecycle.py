@@ -11,6 +11,7 @@ then looks at one host's observations.
 import base64
 import copy
 import hashlib
+import re
 import subprocess
 from pathlib import Path
 
@@ -80,6 +81,17 @@ def test_dry_run_after_converge_changes_nothing(lab, dry_run):
     assert stats[lab.backend.name]["changed"] == 0, f"{stats}\n{out}"
 
 
+def test_converged_hostings_cost_no_task_of_their_own(lab, dry_run):
+    # The host-wide calls found every hosting converged: none went through the per-hosting
+    # tasks, whose names all name their hosting (what keeps a no-op run of many hostings
+    # short, see docs/benchmarks.md).
+    ran = dry_run.tasks(lab.backend.name)
+    assert "Decide which hostings need work" in ran, ran
+    assert "Decide which hostings' ingress needs work" in ran, ran
+    own = [t for t in ran for n in BY_NAME if re.search(rf"\b{n}\b", t)]
+    assert own == [], own
+
+
 @pytest.fixture(scope="session")
 def inventory_change(all_labs, run_site, container_pids, wait_until):
     """The tenant edits pod.yaml; the admin changes an env file and a policy override, runs
@@ -130,9 +142,7 @@ def test_inventory_change_is_applied_and_the_tenant_edit_survives(lab, inventory
     assert view["pod_file_sha256"] == seen["edited_sha256"]
 
 
-def test_committed_inventory_is_applied_again_and_the_tenant_edit_still_kept(
-    lab, inventory_change
-):
+def test_committed_inventory_is_applied_again_and_the_tenant_edit_still_kept(lab, inventory_change):
     rc, _stats, out = inventory_change["restore_run"]
     assert rc == 0, out
     seen = inventory_change[lab.backend.name]
