@@ -192,38 +192,30 @@ def _one(module, paths, prune, probe):
     return output, result
 
 
+def _set_options(paths_default):
+    """The options of one set of paths: the module's own, or one of its groups."""
+    paths = {"type": "list", "elements": "dict", "options": _PATH_OPTIONS}
+    if paths_default is not None:
+        paths["default"] = paths_default
+    return {
+        "paths": paths,
+        "prune": {"type": "list", "elements": "dict", "default": [], "options": _PRUNE_OPTIONS},
+        "probe": {"type": "list", "elements": "path", "default": []},
+    }
+
+
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "paths": {"type": "list", "elements": "dict", "options": _PATH_OPTIONS},
-            "prune": {
+        argument_spec=dict(
+            _set_options(paths_default=None),
+            groups={
                 "type": "list",
                 "elements": "dict",
-                "default": [],
-                "options": _PRUNE_OPTIONS,
+                "options": dict(
+                    _set_options(paths_default=[]), name={"type": "str", "required": True}
+                ),
             },
-            "probe": {"type": "list", "elements": "path", "default": []},
-            "groups": {
-                "type": "list",
-                "elements": "dict",
-                "options": {
-                    "name": {"type": "str", "required": True},
-                    "paths": {
-                        "type": "list",
-                        "elements": "dict",
-                        "default": [],
-                        "options": _PATH_OPTIONS,
-                    },
-                    "prune": {
-                        "type": "list",
-                        "elements": "dict",
-                        "default": [],
-                        "options": _PRUNE_OPTIONS,
-                    },
-                    "probe": {"type": "list", "elements": "path", "default": []},
-                },
-            },
-        },
+        ),
         required_one_of=[("paths", "groups")],
         mutually_exclusive=[("paths", "groups")],
         supports_check_mode=True,

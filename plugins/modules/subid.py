@@ -171,6 +171,31 @@ def _write(module, path, text):
             os.unlink(tmp)
 
 
+def _write_all(module, updates, result):
+    """Write the (path, text) updates, unless in check mode."""
+    if module.check_mode:
+        return
+    for path, text in updates:
+        try:
+            _write(module, path, text)
+        except OSError as exc:
+            module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
+
+
+def _plan(p, text, name, uid, path):
+    """plan() with the module's range settings."""
+    return plan(
+        text,
+        name,
+        uid,
+        count=p["count"],
+        base=p["base"],
+        uid_min=p["uid_min"],
+        max_id=p["max_id"],
+        path=path,
+    )
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -211,16 +236,7 @@ def main():
         for key, path in (("subuid", p["subuid_path"]), ("subgid", p["subgid_path"])):
             before = _read(path)
             if p["state"] == "present":
-                after, allocation = plan(
-                    before,
-                    p["name"],
-                    p["uid"],
-                    count=p["count"],
-                    base=p["base"],
-                    uid_min=p["uid_min"],
-                    max_id=p["max_id"],
-                    path=path,
-                )
+                after, allocation = _plan(p, before, p["name"], p["uid"], path)
                 result[key] = {"start": allocation.start, "count": allocation.count}
             else:
                 after = render_removed(before, p["name"], p["uid"], path=path)
@@ -240,12 +256,7 @@ def main():
     result["changed"] = bool(updates)
     if module._diff:
         result["diff"] = diffs
-    if updates and not module.check_mode:
-        for path, text in updates:
-            try:
-                _write(module, path, text)
-            except OSError as exc:
-                module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
+    _write_all(module, updates, result)
     module.exit_json(**result)
 
 
@@ -259,16 +270,7 @@ def _plan_users(p, failed):
             if user["name"] not in users or user["name"] in newly:
                 continue
             try:
-                text, allocation = plan(
-                    text,
-                    user["name"],
-                    user["uid"],
-                    count=p["count"],
-                    base=p["base"],
-                    uid_min=p["uid_min"],
-                    max_id=p["max_id"],
-                    path=path,
-                )
+                text, allocation = _plan(p, text, user["name"], user["uid"], path)
             except SubidError as exc:
                 newly[user["name"]] = to_native(exc)
                 continue
@@ -310,12 +312,7 @@ def _many(module):
             msg="no user could be allocated: " + "; ".join(f"{n}: {m}" for n, m in failed.items()),
             **result,
         )
-    if updates and not module.check_mode:
-        for path, text in updates:
-            try:
-                _write(module, path, text)
-            except OSError as exc:
-                module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
+    _write_all(module, updates, result)
     module.exit_json(**result)
 
 
