@@ -109,7 +109,7 @@ def run_playbook(hosts, *args, extra_vars=None, timeout=1800):
 
 class SiteRun(tuple):
     """(rc, stats, output) of run_playbook, plus ``tasks(host)``: the names of the tasks
-    that ran on a host (not skipped), in order."""
+    that ran on a host (not skipped), in order, without their role's prefix."""
 
     def __new__(cls, rc, stats, out, report):
         run = super().__new__(cls, (rc, stats, out))
@@ -118,7 +118,7 @@ class SiteRun(tuple):
 
     def tasks(self, host):
         return [
-            task["task"]["name"]
+            task["task"]["name"].rpartition(" : ")[2]
             for play in self.report.get("plays", [])
             for task in play.get("tasks", [])
             if host in task["hosts"] and not task["hosts"][host].get("skipped")
