@@ -24,6 +24,7 @@ import fnmatch
 import hashlib
 import os
 import stat
+import subprocess
 import tempfile
 
 STATES = ("directory", "file", "link", "absent")
@@ -72,6 +73,7 @@ def normalise(entries):
             "content": raw.get("content"),
             "src": raw.get("src"),
             "create_only": bool(raw.get("create_only", False)),
+            "validate": raw.get("validate"),
         }
         for key in ("owner", "group"):
             if entry[key] is not None:
@@ -83,6 +85,20 @@ def normalise(entries):
             raise PathsError(f"{path}: a file needs content")
         if state == "link" and not entry["src"]:
             raise PathsError(f"{path}: a link needs src")
+        validate = entry["validate"]
+        if validate is not None:
+            if state != "file":
+                raise PathsError(f"{path}: validate is for files")
+            if (
+                not isinstance(validate, (list, tuple))
+                or not validate
+                or not all(isinstance(a, str) for a in validate)
+                or not any("%s" in a for a in validate)
+            ):
+                raise PathsError(
+                    f"{path}: validate must be a command as a list of strings, with %s"
+                    " standing for the new file"
+                )
         result.append(entry)
     return result
 
@@ -238,6 +254,8 @@ def _file(entry, st, check_mode):
             entry_mode = entry["mode"] if entry["mode"] is not None else 0o644
             os.fchown(handle.fileno(), *_chown_ids(entry))
             os.fchmod(handle.fileno(), entry_mode)
+        if entry["validate"]:
+            _validate(path, tmp, entry["validate"])
         if entry["create_only"]:
             # never replace something that appeared meanwhile
             os.link(tmp, path)
@@ -249,6 +267,30 @@ def _file(entry, st, check_mode):
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return "created" if st is None else "updated"
+
+
+def _validate(path, tmp, argv):
+    """Run the validate command on the new content (a temporary file beside ``path``); the
+    file is not replaced when it fails. An argv list: no shell ever parses it."""
+    command = [arg.replace("%s", tmp) for arg in argv]
+    try:
+        proc = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PathsError(f"{path}: validate: cannot run {command[0]}: {exc}") from None
+    if proc.returncode != 0:
+        output = " ".join((proc.stderr or proc.stdout).replace(tmp, path).split())[:2000]
+        raise PathsError(
+            f"{path}: the new content fails validation ({command[0]} exited"
+            f" {proc.returncode}), the file was left as it was: {output}"
+        )
 
 
 def _link(entry, st, check_mode):

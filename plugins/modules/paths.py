@@ -55,6 +55,16 @@ options:
         description: For a file, create it when absent and never touch it afterwards.
         type: bool
         default: false
+      validate:
+        description:
+          - For a file, a command (a list of arguments, no shell) that must succeed on the
+            new content before it replaces the file; C(%s) in an argument stands for the
+            path of a temporary file holding the new content, beside the file.
+          - Run only when the content changes, and not in check mode. When it fails, the
+            file is left as it was and the path (its group, with O(groups)) fails with the
+            command's output.
+        type: list
+        elements: str
   prune:
     description:
       - Remove regular files and symlinks matching O(prune[].pattern) in O(prune[].dir)
@@ -170,6 +180,7 @@ _PATH_OPTIONS = {
     "content": {"type": "str"},
     "src": {"type": "str"},
     "create_only": {"type": "bool", "default": False},
+    "validate": {"type": "list", "elements": "str"},
 }
 _PRUNE_OPTIONS = {
     "dir": {"type": "path", "required": True},

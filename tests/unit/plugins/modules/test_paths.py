@@ -3,6 +3,7 @@ owners are left unset where the test runner may not chown)."""
 
 import os
 import stat
+import sys
 
 import pytest
 from ansible_collections.webhosting.pods.plugins.module_utils.paths import (
@@ -142,6 +143,41 @@ def test_diff_never_shows_content(tmp_path):
     assert before == f"{path}: absent\n" and "sha1:" in after
 
 
+# A validator that reads the new file: it must hold "ok", else it fails with a message.
+CHECK_OK = [
+    sys.executable,
+    "-c",
+    "import sys; d = open(sys.argv[1]).read(); sys.exit(0 if d == 'ok' else 'bad: ' + sys.argv[1])",
+    "%s",
+]
+
+
+def test_validate_guards_a_replacement(tmp_path):
+    path = str(tmp_path / "conf")
+    assert converge([{"path": path, "content": "ok", "validate": CHECK_OK}])["changed"]
+    with pytest.raises(PathsError, match=r"fails validation .*left as it was: bad: " + path):
+        converge([{"path": path, "content": "broken", "validate": CHECK_OK}])
+    assert open(path).read() == "ok"
+    assert os.listdir(tmp_path) == ["conf"]  # no temporary file left behind
+
+
+def test_validate_runs_only_on_a_change_and_never_in_check_mode(tmp_path):
+    path = str(tmp_path / "conf")
+    marker = tmp_path / "ran"
+    count = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')", "%s"]
+    converge([{"path": path, "content": "a", "validate": count}])
+    converge([{"path": path, "content": "a", "validate": count}])
+    converge([{"path": path, "content": "b", "validate": count}], check_mode=True)
+    assert marker.read_text() == "x" and open(path).read() == "a"
+
+
+def test_validate_of_a_new_file_that_fails_creates_nothing(tmp_path):
+    path = str(tmp_path / "conf")
+    with pytest.raises(PathsError, match="fails validation"):
+        converge([{"path": path, "content": "no", "validate": CHECK_OK}])
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "entries, message",
     [
@@ -152,6 +188,9 @@ def test_diff_never_shows_content(tmp_path):
         ([{"path": "/a", "mode": "rwx"}], "not an octal number"),
         ([{"path": "/a", "owner": "root"}], "numeric id"),
         ([{"path": "/a", "state": "fifo"}], "state must be one of"),
+        ([{"path": "/a", "validate": ["true", "%s"]}], "validate is for files"),
+        ([{"path": "/a", "content": "x", "validate": "true %s"}], "list of strings"),
+        ([{"path": "/a", "content": "x", "validate": ["true"]}], "with %s"),
     ],
 )
 def test_normalise_errors(entries, message):
