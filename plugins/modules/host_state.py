@@ -72,6 +72,27 @@ options:
     type: list
     elements: path
     default: []
+  getent:
+    description:
+      - Name service databases to read with C(getent), returned as the facts
+        C(getent_<database>) in the format of M(ansible.builtin.getent), so that one call
+        replaces one M(ansible.builtin.getent) task per database.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      database:
+        description: The database, for example V(passwd), V(group) or V(shadow).
+        type: str
+        required: true
+      keys:
+        description:
+          - Only these entries (names missing from the database are left out), for example
+            the hostings' users of V(shadow), so that no other password hash is read.
+          - Empty for every entry.
+        type: list
+        elements: str
+        default: []
 attributes:
   check_mode:
     support: full
@@ -137,6 +158,11 @@ exists:
   returned: always
   type: dict
   sample: {"/var/lib/systemd/linger/shop": true}
+ansible_facts:
+  description: C(getent_<database>) per database of O(getent), each entry's fields by its key.
+  returned: when O(getent) is given
+  type: dict
+  sample: {"getent_passwd": {"shop": ["x", "10001", "10001", "", "/home/shop", "/usr/sbin/nologin"]}}
 """
 
 import errno
@@ -227,6 +253,31 @@ def _certificate(path):
     return {"exists": True, "dns_names": names, "not_after": text}
 
 
+def parse_getent(text):
+    """getent's lines as {key: [the other fields]} (the first entry of a key wins, as NSS
+    lookups by name do)."""
+    entries = {}
+    for line in text.splitlines():
+        if line:
+            fields = line.split(":")
+            entries.setdefault(fields[0], fields[1:])
+    return entries
+
+
+def _getent(module, databases):
+    if not databases:
+        return {}
+    getent = module.get_bin_path("getent", required=True)
+    facts = {}
+    for item in databases:
+        rc, out, err = module.run_command([getent, item["database"], "--"] + item["keys"])
+        # 2: one of the keys is not in the database
+        if rc not in (0, 2) or (rc == 2 and not item["keys"]):
+            module.fail_json(msg=f"getent {item['database']}: {(err or out).strip() or rc}")
+        facts[f"getent_{item['database']}"] = parse_getent(out)
+    return facts
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -253,6 +304,15 @@ def main():
             },
             "certificates": {"type": "list", "elements": "path", "default": []},
             "exists": {"type": "list", "elements": "path", "default": []},
+            "getent": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "database": {"type": "str", "required": True},
+                    "keys": {"type": "list", "elements": "str", "default": []},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -309,8 +369,10 @@ def main():
                 "error": to_native(exc),
             }
 
+    facts = _getent(module, p["getent"])
     module.exit_json(
         changed=False,
+        ansible_facts=facts,
         system=system,
         users=users,
         acls=acls,

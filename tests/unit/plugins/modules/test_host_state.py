@@ -9,6 +9,7 @@ import struct
 import pytest
 from ansible_collections.webhosting.pods.plugins.modules.host_state import (
     acl_user_entries,
+    parse_getent,
     parse_show,
     perm_letters,
 )
@@ -135,3 +136,34 @@ def test_parse_show_blocks():
             "UnitFileState": "disabled",
         },
     }
+
+
+def test_module_reads_getent_databases_like_the_getent_module(tmp_path):
+    # Against this machine's real name service: root and nobody are in every Debian.
+    out = run_module_file(
+        "host_state",
+        tmp_path,
+        getent=[
+            {"database": "passwd"},
+            {"database": "group", "keys": ["root", "no-such-group"]},
+        ],
+    )
+    assert not out.get("failed"), out
+    facts = out["ansible_facts"]
+    assert facts["getent_passwd"]["root"][:2] == ["x", "0"]
+    assert facts["getent_passwd"]["nobody"][1] == "65534"
+    assert facts["getent_group"] == {"root": ["x", "0", ""]}
+    bad = run_module_file("host_state", tmp_path, getent=[{"database": "no-such-database"}])
+    assert bad["failed"] and "getent no-such-database" in bad["msg"]
+
+
+@pytest.mark.parametrize(
+    "text, entries",
+    [
+        ("", {}),
+        ("a:x:1\n\nb::2:\n", {"a": ["x", "1"], "b": ["", "2", ""]}),
+        ("a:x:1\na:y:2\n", {"a": ["x", "1"]}),  # the first entry of a name wins
+    ],
+)
+def test_parse_getent(text, entries):
+    assert parse_getent(text) == entries
