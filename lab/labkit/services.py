@@ -1,0 +1,313 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Lab services (machine binaries, lab host network namespace): DNS, Pebble, registry."""
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+
+from .ca import ensure_ca, issue_cert
+from .config import (
+    DNS_MGMT_PORT,
+    MARKER_ENV,
+    PEBBLE_MGMT_PORT,
+    PEBBLE_PORT,
+    REGISTRY_HOST,
+    REGISTRY_PORT,
+    REGISTRY_USER,
+    TRUST_DIR,
+)
+from .hosts import host_dir, host_run, host_write, listening, nsenter_net, save_state
+from .procs import marked_pids, proc_matches, proc_record, proc_stat, stop_pids
+from .util import LabError, clean_env, read_text, run, tail, write_file
+
+SERVICES = ("dns", "pebble", "registry")
+
+
+def service_specs(name, st):
+    hd = host_dir(name)
+    sd = os.path.join(hd, "services")
+    return {
+        "dns": {
+            "argv": [
+                "/usr/bin/pebble-challtestsrv",
+                "-dns01",
+                "127.0.0.1:53",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"127.0.0.1:{DNS_MGMT_PORT}",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ],
+            "env": {},
+            "ports": [("udp", 53), ("tcp", DNS_MGMT_PORT)],
+            "log": os.path.join(sd, "dns.log"),
+        },
+        "pebble": {
+            "argv": [
+                "/usr/bin/pebble",
+                "-config",
+                os.path.join(sd, "pebble-config.json"),
+                "-dnsserver",
+                "127.0.0.1:53",
+            ],
+            "env": {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
+            "ports": [("tcp", PEBBLE_PORT), ("tcp", PEBBLE_MGMT_PORT)],
+            "log": os.path.join(sd, "pebble.log"),
+        },
+        "registry": {
+            "argv": [registry_binary(), "serve", os.path.join(sd, "registry.yml")],
+            "env": {},
+            "ports": [("tcp", REGISTRY_PORT)],
+            "log": os.path.join(sd, "registry.log"),
+        },
+    }
+
+
+def registry_binary():
+    for path in ("/usr/bin/docker-registry", "/usr/bin/registry"):
+        if os.access(path, os.X_OK):
+            return path
+    raise LabError("docker-registry binary not found (run `labctl deps`)")
+
+
+def prepare_service_files(name, st):
+    """Configs, certificates and credentials of the lab services (kept across lab reboots)."""
+    hd = host_dir(name)
+    sd = os.path.join(hd, "services")
+    os.makedirs(sd, mode=0o700, exist_ok=True)
+    if not os.path.exists(os.path.join(sd, "pebble-cert.pem")):
+        issue_cert(sd, "pebble", ["pebble.example.test", "localhost"], ["127.0.0.1", "::1"])
+    if not os.path.exists(os.path.join(sd, "registry-cert.pem")):
+        issue_cert(sd, "registry", [REGISTRY_HOST, "localhost"], ["127.0.0.1", "::1"])
+    pebble = {
+        "pebble": {
+            "listenAddress": f"127.0.0.1:{PEBBLE_PORT}",
+            "managementListenAddress": f"127.0.0.1:{PEBBLE_MGMT_PORT}",
+            "certificate": os.path.join(sd, "pebble-cert.pem"),
+            "privateKey": os.path.join(sd, "pebble-key.pem"),
+            "httpPort": 80,
+            "tlsPort": 443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    if st.get("cert_validity"):
+        pebble["pebble"]["certificateValidityPeriod"] = int(st["cert_validity"])
+    write_file(os.path.join(sd, "pebble-config.json"), json.dumps(pebble, indent=2) + "\n")
+
+    pwfile = os.path.join(hd, "registry-password")
+    if not os.path.exists(pwfile):
+        write_file(pwfile, secrets.token_urlsafe(18) + "\n", 0o600)
+    password = read_text(pwfile).strip()
+    htpasswd = os.path.join(sd, "htpasswd")
+    if not os.path.exists(htpasswd):
+        run(
+            ["htpasswd", "-B", "-i", "-c", htpasswd, REGISTRY_USER],
+            input=password + "\n",
+            capture=True,
+            what="htpasswd",
+        )
+    storage = os.path.join(hd, "registry-storage")
+    os.makedirs(storage, exist_ok=True)
+    secret_file = os.path.join(sd, "registry-http-secret")
+    if not os.path.exists(secret_file):
+        write_file(secret_file, secrets.token_hex(24), 0o600)
+    # JSON is YAML: no PyYAML needed on the machine for this
+    config = {
+        "version": 0.1,
+        "log": {
+            "level": "info",
+            "formatter": "text",
+            "fields": {"service": "registry", "lab": name},
+        },
+        "storage": {
+            "filesystem": {"rootdirectory": storage},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {
+            "addr": f"127.0.0.1:{REGISTRY_PORT}",
+            "secret": read_text(secret_file).strip(),
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+            "tls": {
+                "certificate": os.path.join(sd, "registry-cert.pem"),
+                "key": os.path.join(sd, "registry-key.pem"),
+            },
+        },
+        "auth": {"htpasswd": {"realm": "webhosting-pods-lab", "path": htpasswd}},
+    }
+    write_file(os.path.join(sd, "registry.yml"), json.dumps(config, indent=2) + "\n", 0o600)
+    shutil.copyfile(os.path.join(ensure_ca(), "ca.pem"), os.path.join(hd, "lab-ca.pem"))
+    return password
+
+
+def start_service(name, st, key, spec, spid):
+    hd = host_dir(name)
+    argv = nsenter_net(spid, spec["argv"])
+    env = clean_env({MARKER_ENV: hd, **spec["env"]})
+    with open(spec["log"], "ab") as log:
+        log.write(
+            f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(spec['argv'])}\n".encode()
+        )
+        log.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=os.path.dirname(spec["log"]),
+            start_new_session=True,
+        )
+    comm = os.path.basename(spec["argv"][0])[:15]
+    deadline = time.monotonic() + 5
+    while True:
+        stat = proc_stat(proc.pid)
+        if stat and stat[0] == comm:
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(
+                f"lab service {key} did not start; log {spec['log']}:\n" + tail(spec["log"])
+            )
+        time.sleep(0.02)
+    st.setdefault("services", {})[key] = proc_record(proc.pid)
+    save_state(name, st)
+    return proc
+
+
+def wait_ports(name, spid, key, spec, proc, timeout=20):
+    deadline = time.monotonic() + timeout
+    want = set(spec["ports"])
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise LabError(
+                f"lab service {key} exited with status {proc.returncode}; "
+                f"log {spec['log']}:\n" + tail(spec["log"])
+            )
+        have = listening(spid)
+        if want <= have:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"lab service {key} does not listen on {sorted(want - have)}; "
+                f"log {spec['log']}:\n" + tail(spec["log"])
+            )
+        time.sleep(0.2)
+
+
+def stop_services(name, st):
+    recs = [r for r in (st or {}).get("services", {}).values() if r]
+    hd = host_dir(name)
+    for p in marked_pids(hd):
+        stat = proc_stat(p)
+        if stat and stat[0] != "systemd-nspawn" and all(r["pid"] != p for r in recs):
+            recs.append(proc_record(p))
+    stop_pids([r for r in recs if r], f"lab services of {name}")
+    if st is not None:
+        st["services"] = {}
+
+
+def services_healthy(name, st, spid):
+    recs = st.get("services") or {}
+    for key in SERVICES:
+        if not proc_matches(recs.get(key)):
+            return f"lab service {key} is not running"
+    try:
+        have = listening(spid)
+    except LabError as exc:
+        return str(exc)
+    for key, spec in service_specs(name, st).items():
+        missing = set(spec["ports"]) - have
+        if missing:
+            return f"lab service {key} does not listen on {sorted(missing)}"
+    return None
+
+
+def curl_in_host_net(spid, url, config="", out=None):
+    argv = [
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "10",
+        "--cacert",
+        os.path.join(ensure_ca(), "ca.pem"),
+        "--resolve",
+        f"{REGISTRY_HOST}:{REGISTRY_PORT}:127.0.0.1",
+        "--resolve",
+        f"pebble.example.test:{PEBBLE_PORT}:127.0.0.1",
+        "-K",
+        "-",
+        url,
+    ]
+    if out:
+        argv[1:1] = ["-o", out]
+    return run(nsenter_net(spid, argv), input=config, capture=True, what=f"GET {url}")
+
+
+def start_services(name, st, spid):
+    """Start DNS, Pebble and the registry in the lab host's netns; trust their CAs."""
+    t0 = time.monotonic()
+    hd = host_dir(name)
+    stop_services(name, st)
+    password = prepare_service_files(name, st)
+    specs = service_specs(name, st)
+    for key in SERVICES:
+        proc = start_service(name, st, key, specs[key], spid)
+        wait_ports(name, spid, key, specs[key], proc)
+    # Pebble makes a new root at every start: fetch it and trust it
+    for what, path in (("roots", "pebble-root.pem"), ("intermediates", "pebble-intermediate.pem")):
+        tmp = os.path.join(hd, f".{path}.tmp")
+        curl_in_host_net(spid, f"https://127.0.0.1:{PEBBLE_MGMT_PORT}/{what}/0", out=tmp)
+        os.rename(tmp, os.path.join(hd, path))
+    ca_pem = read_text(os.path.join(ensure_ca(), "ca.pem"))
+    host_write(spid, f"{TRUST_DIR}/webhosting-pods-lab-ca.crt", ca_pem)
+    # Every root this host has seen stays trusted (one file per root): a real ACME CA keeps
+    # its root across restarts, so certificates issued before a `labctl reboot` must still
+    # verify after it.
+    pebble_root = read_text(os.path.join(hd, "pebble-root.pem"))
+    digest = hashlib.sha256(pebble_root.encode()).hexdigest()[:16]
+    host_write(spid, f"{TRUST_DIR}/webhosting-pods-lab-pebble-root-{digest}.crt", pebble_root)
+    host_run(spid, ["update-ca-certificates"], capture=True, what="update-ca-certificates")
+    # the registry answers, and only with credentials
+    rc, _, _ = run(
+        nsenter_net(
+            spid,
+            [
+                "curl",
+                "-sS",
+                "--fail",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "10",
+                "--cacert",
+                os.path.join(ensure_ca(), "ca.pem"),
+                "--resolve",
+                f"{REGISTRY_HOST}:{REGISTRY_PORT}:127.0.0.1",
+                f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/",
+            ],
+        ),
+        check=False,
+        capture=True,
+    )
+    if rc == 0:
+        raise LabError("the lab registry answers without credentials: check its auth config")
+    curl_in_host_net(
+        spid,
+        f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/",
+        config=f'user = "{REGISTRY_USER}:{password}"\n',
+    )
+    st.setdefault("timings_s", {})["services"] = round(time.monotonic() - t0, 1)
+    save_state(name, st)
