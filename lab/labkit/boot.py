@@ -37,6 +37,7 @@ from .procs import (
     marked_pids,
     proc_environ_has,
     proc_matches,
+    proc_path,
     proc_record,
     proc_stat,
     stat_key,
@@ -223,7 +224,7 @@ def start_nspawn(name, st):
         for c in children(proc.pid):
             stat = proc_stat(c)
             try:
-                ok = stat and stat[0] == "systemd" and stat_key(f"/proc/{c}/root") == root_key
+                ok = stat and stat[0] == "systemd" and stat_key(proc_path(c, "root")) == root_key
             except OSError:
                 ok = False
             if ok:
@@ -312,7 +313,7 @@ def teardown(name, quiet=False):
         if rec["comm"] not in ("systemd", "systemd-nspawn"):
             continue
         try:
-            if root_key and stat_key(f"/proc/{rec['pid']}/root") == root_key:
+            if root_key and stat_key(proc_path(rec["pid"], "root")) == root_key:
                 if all(r["pid"] != rec["pid"] for r in inits + nspawns):
                     inits.append(rec)
         except OSError:

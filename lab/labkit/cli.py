@@ -31,9 +31,8 @@ from .nsenter_shim import nsenter_shim
 from .util import LabError
 
 
-def main(argv=None):
-    if os.path.basename(sys.argv[0]) == "nsenter" and argv is None:
-        return nsenter_shim(sys.argv[1:])
+def build_parser():
+    """labctl's argument parser: each command sets func, the cmd_* that runs it."""
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
 
@@ -90,8 +89,13 @@ def main(argv=None):
         "--labctl", default=None, help="path to labctl in the lookup (default: absolute)"
     )
     p.set_defaults(func=cmd_inventory)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv=None):
+    if os.path.basename(sys.argv[0]) == "nsenter" and argv is None:
+        return nsenter_shim(sys.argv[1:])
+    args = build_parser().parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `labctl status | head` ends quietly
 
     def terminated(signum, frame):

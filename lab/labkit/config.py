@@ -54,9 +54,17 @@ MARKER_ENV = "WEBHOSTING_PODS_LAB_HOSTDIR"
 BUILD_MARKER_ENV = "WEBHOSTING_PODS_LAB_BUILD"
 NSPAWN_RUN = "/run/systemd/nspawn"
 NSPAWN_RUN_SOURCE = "webhosting-pods-lab"
-CGROUP_PARENT = "webhosting-pods-lab"
-if STATE_DIR != "/var/lib/webhosting-pods-lab":  # a second lab (tests): its own cgroup tree
-    CGROUP_PARENT += "-" + hashlib.sha256(STATE_DIR.encode()).hexdigest()[:8]
+
+
+def cgroup_parent(state_dir):
+    """The cgroup directory of the lab hosts of state_dir, under each hierarchy."""
+    parent = "webhosting-pods-lab"
+    if state_dir != "/var/lib/webhosting-pods-lab":  # a second lab (tests): its own cgroup tree
+        parent += "-" + hashlib.sha256(state_dir.encode()).hexdigest()[:8]
+    return parent
+
+
+CGROUP_PARENT = cgroup_parent(STATE_DIR)
 CGROUP_HIERARCHIES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
 INNER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TRUST_DIR = "/usr/local/share/ca-certificates"

@@ -6,7 +6,7 @@ import os
 
 from . import config
 from .config import MARKER_ENV, NAME_RE
-from .procs import all_pids, proc_environ_has, proc_matches, proc_stat, stat_key
+from .procs import all_pids, proc_environ_has, proc_matches, proc_path, proc_stat, stat_key
 from .util import LabError, flock, read_text, run, warn, write_file
 
 
@@ -58,7 +58,7 @@ def known_hosts():
         if p == me:
             continue
         try:
-            with open(f"/proc/{p}/environ", "rb") as fh:
+            with open(proc_path(p, "environ"), "rb") as fh:
                 env = fh.read().split(b"\0")
         except OSError:
             continue
@@ -100,7 +100,7 @@ def verify_host_pid(name, st=None):
             f"lab host {name}: PID {pid} is not a child of its systemd-nspawn ({nspawn['pid']})"
         )
     try:
-        root = stat_key(f"/proc/{pid}/root")
+        root = stat_key(proc_path(pid, "root"))
         mine = stat_key(host_rootfs(name))
     except OSError as exc:
         raise LabError(f"lab host {name}: cannot check the root of PID {pid}: {exc}") from exc
@@ -120,7 +120,7 @@ def host_cgroup_dirs(spid):
     <host cgroup root>/labctl-exec, so they look like any process of the host.
     """
     dirs = []
-    for line in read_text(f"/proc/{int(spid)}/cgroup", "").splitlines():
+    for line in read_text(proc_path(int(spid), "cgroup"), "").splitlines():
         hid, ctrl, path = line.split(":", 2)
         if ctrl == "name=systemd":
             base = "/sys/fs/cgroup/systemd"
@@ -200,7 +200,11 @@ def system_state(pid, timeout=15):
 
 def listening(pid):
     """Set of (proto, port) listening in the lab host's network namespace."""
-    out = run(nsenter_net(pid, ["ss", "-Hlntu"]), capture=True, timeout=10)
+    return parse_listening(run(nsenter_net(pid, ["ss", "-Hlntu"]), capture=True, timeout=10))
+
+
+def parse_listening(out):
+    """Set of (proto, port) in the output of `ss -Hlntu`."""
     ports = set()
     for line in out.splitlines():
         f = line.split()

@@ -11,10 +11,10 @@ def _unescape(path):
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
 
 
-def mountinfo():
+def mountinfo(path="/proc/self/mountinfo"):
     """List of (mount point, fstype, source) in this mount namespace, in mount order."""
     out = []
-    with open("/proc/self/mountinfo") as fh:
+    with open(path) as fh:
         for line in fh:
             left, _, right = line.partition(" - ")
             fields, rfields = left.split(), right.split()

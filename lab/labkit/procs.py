@@ -9,11 +9,19 @@ import time
 from .config import MARKER_ENV
 from .util import LabError, warn
 
+# Where process information is read: /proc, or a fake tree in the unit tests.
+PROC = "/proc"
+
+
+def proc_path(pid, name):
+    """PROC/PID/NAME, e.g. /proc/42/root."""
+    return f"{PROC}/{pid}/{name}"
+
 
 def proc_stat(pid):
     """(comm, state, ppid, starttime) of pid, or None if it does not exist."""
     try:
-        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+        with open(proc_path(int(pid), "stat"), "rb") as fh:
             data = fh.read().decode(errors="replace")
     except (OSError, ValueError):
         return None
@@ -50,14 +58,14 @@ def proc_matches(rec):
 
 def proc_environ_has(pid, marker):
     try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
+        with open(proc_path(pid, "environ"), "rb") as fh:
             return marker in fh.read().split(b"\0")
     except OSError:
         return False
 
 
 def all_pids():
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir(PROC):
         if entry.isdigit():
             yield int(entry)
 
