@@ -285,11 +285,13 @@ def test_engine_found_next_to_an_installed_copy(hosting, tmp_path):
     )
     # The copy finds neither ../plugins/module_utils nor /usr/local/lib/webhosting-pods here
     # (unless the host has it installed): a clear message and exit 3, no traceback.
-    if os.path.exists("/usr/local/lib/webhosting-pods/pod_policy.py"):
+    if os.path.exists("/usr/local/lib/webhosting-pods/pod_policy/__init__.py"):
         assert moved.returncode == 0
     else:
         assert moved.returncode == 3
-        assert moved.stderr.startswith("userpod: cannot load the policy engine pod_policy.py")
+        assert moved.stderr.startswith(
+            "userpod: cannot load the policy engine, the package pod_policy ("
+        )
     no_traceback(moved)
 
 
