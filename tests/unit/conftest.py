@@ -1,8 +1,8 @@
 """Shared set-up for the unit tests.
 
-- ``pod_policy`` (plugins/module_utils) and the helpers in this directory are importable by
-  their plain names (pyproject.toml sets pythonpath too; this keeps ``pytest FILE`` working
-  from anywhere).
+- ``pod_policy`` (plugins/module_utils), ``labkit`` (lab/, the code of lab/labctl) and the
+  helpers in this directory are importable by their plain names (pyproject.toml sets
+  pythonpath too; this keeps ``pytest FILE`` working from anywhere).
 - ``ansible_collections.webhosting.pods`` is importable: the repository is linked as
   ``.collections/ansible_collections/webhosting/pods`` (the link ``make collection`` makes;
   ``.collections`` is git-ignored) and that directory is put on sys.path.
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / ".collections"
 
-for path in (ROOT / "plugins" / "module_utils", Path(__file__).resolve().parent):
+for path in (ROOT / "plugins" / "module_utils", ROOT / "lab", Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
