@@ -222,15 +222,6 @@ def parse_show(text):
     return units
 
 
-def _show(module, argv, units):
-    if not units:
-        return {}, None
-    rc, out, err = module.run_command(argv + _SHOW + units)
-    if rc != 0:
-        return {}, (err or out).strip() or f"exit {rc}"
-    return parse_show(out), None
-
-
 _SHOW = ["show", "--property=Id,LoadState,ActiveState,UnitFileState", "--"]
 # User managers asked at once: each `systemctl --user --machine=NAME@` mostly waits for
 # D-Bus (about 60 ms), so a host with many hostings is read in a fraction of the time.
@@ -238,6 +229,7 @@ _PARALLEL = 8
 
 
 def _show_one(argv):
+    """(units, problem) of one `systemctl ... show` command line."""
     try:
         proc = subprocess.run(
             argv,
@@ -258,9 +250,7 @@ def _show_one(argv):
 
 def _show_users(systemctl, users):
     """(units, problem) of `systemctl show` in each user's manager, in the order given."""
-    argvs = [
-        [systemctl, "--user", f"--machine={u['name']}@"] + _SHOW + u["units"] for u in users
-    ]
+    argvs = [[systemctl, "--user", f"--machine={u['name']}@"] + _SHOW + u["units"] for u in users]
     if not argvs:
         return []
     with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(argvs))) as pool:
@@ -357,7 +347,7 @@ def main():
     systemctl = module.get_bin_path("systemctl", required=bool(p["system_units"] or p["users"]))
     managers = [f"user@{u['uid']}.service" for u in p["users"]]
     wanted = list(dict.fromkeys(p["system_units"] + managers))
-    shown, problem = _show(module, [systemctl], wanted)
+    shown, problem = _show_one([systemctl] + _SHOW + wanted) if wanted else ({}, None)
     if problem:
         module.fail_json(msg=f"systemctl show: {problem}")
     system = {

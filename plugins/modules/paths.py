@@ -48,6 +48,16 @@ options:
       content:
         description: Content of a file.
         type: str
+      template:
+        description:
+          - A template of the role (its C(templates) directory) rendered on the controller
+            into O(paths[].content) by the module's action, with the task's variables, the
+            O(vars) (of the group) and O(paths[].vars) layered over them.
+          - The module itself refuses an entry that still has it.
+        type: str
+      vars:
+        description: Variables for O(paths[].template), over the task's and the group's.
+        type: dict
       src:
         description: Target of a link.
         type: str
@@ -65,6 +75,9 @@ options:
             command's output.
         type: list
         elements: str
+  vars:
+    description: Variables for every O(paths[].template) of O(paths).
+    type: dict
   prune:
     description:
       - Remove regular files and symlinks matching O(prune[].pattern) in O(prune[].dir)
@@ -100,6 +113,9 @@ options:
         description: Name of the group in RV(groups).
         type: str
         required: true
+      vars:
+        description: Variables for every O(paths[].template) of the group.
+        type: dict
       paths:
         description: As O(paths).
         type: list
@@ -181,6 +197,9 @@ _PATH_OPTIONS = {
     "src": {"type": "str"},
     "create_only": {"type": "bool", "default": False},
     "validate": {"type": "list", "elements": "str"},
+    # rendered into content by the action (plugins/action/paths.py)
+    "template": {"type": "str"},
+    "vars": {"type": "dict"},
 }
 _PRUNE_OPTIONS = {
     "dir": {"type": "path", "required": True},
@@ -189,7 +208,13 @@ _PRUNE_OPTIONS = {
 
 
 def _entries(paths):
-    return [{k: v for k, v in e.items() if v is not None} for e in paths]
+    for entry in paths:
+        if entry.get("template") is not None:
+            raise PathsError(
+                f"{entry['path']}: template {entry['template']} was not rendered"
+                " (the module runs through its action, webhosting.pods.paths)"
+            )
+    return [{k: v for k, v in e.items() if v is not None and k != "vars"} for e in paths]
 
 
 def _one(module, paths, prune, probe):
@@ -212,6 +237,7 @@ def _set_options(paths_default):
         "paths": paths,
         "prune": {"type": "list", "elements": "dict", "default": [], "options": _PRUNE_OPTIONS},
         "probe": {"type": "list", "elements": "path", "default": []},
+        "vars": {"type": "dict"},
     }
 
 

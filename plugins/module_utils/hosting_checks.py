@@ -1,0 +1,213 @@
+# Copyright: webhosting.pods developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The hosting role's decisions over the whole host: the inventory checks before anything
+changes (`preflight_errors`) and why a hosting needs work in a run (`todo_reasons`).
+
+Pure Python over plain data (the inventory, getent tables, the results of the role's
+host-wide module calls); plugins/filter/hosting.py hands them to the role.
+"""
+
+import re
+
+from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
+
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
+def _count(values, value):
+    return sum(1 for v in values if v == value)
+
+
+def preflight_errors(hostings, settings, passwd, groups, limit):
+    """Every problem of the inventory, one line each, `FIELD: problem`."""
+    errors = []
+    names = [h.get("name") for h in hostings]
+    uids = [hm._int(h.get("uid")) for h in hostings]
+    gids = [hm._int(h.get("gid")) for h in hostings]
+    all_domains = [d for h in hostings for d in (h.get("domains") or [])]
+    for name in hm.limit_list(limit):
+        if name not in names:
+            errors.append(f"webhosting_hosting_limit: no hosting is named {name}")
+    uid_min, uid_max = int(settings["uid_min"]), int(settings["uid_max"])
+    for index, h in enumerate(hostings):
+        name = h.get("name")
+        at = f"webhosting_hostings[{index}] ({name})"
+        if not isinstance(name, str) or not hm.NAME_RE.fullmatch(name):
+            errors.append(
+                f"{at}.name: must be a lowercase user name: a letter, then letters, digits"
+                " or '-', at most 32 characters"
+            )
+        elif _count(names, name) > 1:
+            errors.append(f"{at}.name: {name} is used by {_count(names, name)} hostings")
+        for key, ids, table, kind in (
+            ("uid", uids, passwd, "user"),
+            ("gid", gids, groups, "group"),
+        ):
+            wanted = hm._int(h.get(key))
+            if wanted is None or wanted < uid_min or wanted > uid_max:
+                errors.append(f"{at}.{key}: {h.get(key)} is outside {uid_min}-{uid_max}")
+            if wanted is None:
+                continue
+            if _count(ids, wanted) > 1:
+                errors.append(f"{at}.{key}: {wanted} is used by {_count(ids, wanted)} hostings")
+            if name in table and hm._int(table[name][1]) != wanted:
+                errors.append(
+                    f"{at}.{key}: {kind} {name} already exists on the host"
+                    f" with {key} {table[name][1]}"
+                )
+            for other, entry in table.items():
+                if other != name and hm._int(entry[1]) == wanted:
+                    errors.append(f"{at}.{key}: {wanted} already belongs to {kind} {other}")
+        for i, domain in enumerate(h.get("domains") or []):
+            if not isinstance(domain, str) or not hm.DOMAIN_RE.fullmatch(domain):
+                errors.append(f"{at}.domains[{i}]: {domain} is not a lowercase domain name")
+            elif _count(all_domains, domain) > 1:
+                errors.append(
+                    f"{at}.domains[{i}]: {domain} is listed {_count(all_domains, domain)} times"
+                )
+        errors += _port_errors(at, h.get("socket_ports", settings["socket_ports"]))
+        if "pod" in h and not isinstance(h["pod"], dict):
+            errors.append(f"{at}.pod: must be a mapping (a Kubernetes Pod)")
+        errors += _env_errors(at, h.get("env_files") or {})
+        errors += _registry_errors(at, h, settings)
+        errors += _cron_errors(at, h.get("cron_jobs") or [])
+        for key in h.get("policy") or {}:
+            if key in hm.LAYOUT_KEYS:
+                errors.append(
+                    f"{at}.policy.{key}: is computed from the hosting layout and cannot be set"
+                )
+    return errors
+
+
+def _port_errors(at, ports):
+    errors = []
+    if not ports:
+        errors.append(f"{at}.socket_ports: at least one port is needed")
+    numbers = [hm._int(p) for p in ports]
+    for i, port in enumerate(ports):
+        number = hm._int(port)
+        if isinstance(port, bool) or not _DIGITS.fullmatch(str(port)) or not 1 <= number <= 65535:
+            errors.append(
+                f"{at}.socket_ports[{i}]: {port} is not a port number between 1 and 65535"
+            )
+        elif _count(numbers, number) > 1:
+            errors.append(f"{at}.socket_ports[{i}]: {port} is listed twice")
+    return errors
+
+
+def _env_errors(at, env_files):
+    errors = []
+    for container, env in env_files.items():
+        where = f"{at}.env_files.{container}"
+        if not hm.LABEL_RE.fullmatch(str(container)):
+            errors.append(f"{where}: container names are lowercase letters, digits and '-'")
+        if not isinstance(env, dict):
+            errors.append(f"{where}: must be a mapping of variables")
+            continue
+        for key, value in env.items():
+            if not hm.ENV_KEY_RE.fullmatch(str(key)):
+                errors.append(f"{where}.{key}: not a valid variable name")
+            if isinstance(value, (dict, list, tuple)) or "\n" in hm._scalar_text(value):
+                errors.append(f"{where}.{key}: the value must be one line of text")
+    return errors
+
+
+def _registry_errors(at, h, settings):
+    if "registry" not in h:
+        return []
+    registry = h["registry"] if isinstance(h["registry"], dict) else {}
+    errors = []
+    if not registry.get("user") or not registry.get("password"):
+        errors.append(f"{at}.registry: needs user and password")
+    if not (registry.get("server") or settings["registry_server"]):
+        errors.append(f"{at}.registry.server: required (hosting_registry_server is not set)")
+    return errors
+
+
+def _cron_errors(at, jobs):
+    errors = []
+    names = [job.get("name") for job in jobs if isinstance(job, dict)]
+    for i, job in enumerate(jobs):
+        where = f"{at}.cron_jobs[{i}]"
+        job = job if isinstance(job, dict) else {}
+        name = job.get("name")
+        if not hm.LABEL_RE.fullmatch(str(name or "")):
+            errors.append(f"{where}.name: required; lowercase letters, digits and '-'")
+        elif _count(names, name) > 1:
+            errors.append(f"{where}.name: {name} is used twice")
+        if not hm.LABEL_RE.fullmatch(str(job.get("container") or "")):
+            errors.append(f"{where}.container: required; the name of a container of the pod")
+        if not job.get("command"):
+            errors.append(f"{where}.command: required")
+        if not job.get("schedule"):
+            errors.append(
+                f"{where}.schedule: required (a systemd OnCalendar expression,"
+                ' e.g. "*-*-* 03:00:00")'
+            )
+    return errors
+
+
+def todo_reasons(model, run):
+    """Why one hosting needs work in this run; an empty list when it is converged.
+
+    `run` holds the results of the role's host-wide calls: passwd, groups, shadow (getent
+    tables), files (paths groups), pods (pod_spec results), users and system (host_state),
+    exists (host_state probes), failed_subids (names), trigger_units_changed and
+    forward_script_changed (bools).
+    """
+    name = model["name"]
+    passwd, groups = run.get("passwd") or {}, run.get("groups") or {}
+    if model["state"] == "absent":
+        reasons = ["user or group left"] if name in passwd or name in groups else []
+        exists = run.get("exists") or {}
+        return reasons + [f"{path} left" for path in model["left_paths"] if exists.get(path)]
+    reasons = []
+    files = (run.get("files") or {}).get(name) or {"failed": True, "msg": "not laid out"}
+    render = (run.get("pods") or {}).get(name) or {}
+    state = (run.get("users") or {}).get(name) or {"manager": "", "units": {}}
+    trigger = (run.get("system") or {}).get(model["trigger_unit"]) or {}
+    if not account_ok(model, run):
+        reasons.append("user or group")
+    if name in (run.get("failed_subids") or {}):
+        reasons.append("subordinate ids")
+    if files.get("failed"):
+        reasons.append("files: " + str(files.get("msg", "")))
+    else:
+        if files.get("actions"):
+            reasons.append("files changed")
+        if not files["exists"].get(model["pod_file"]):
+            reasons.append("no pod file")
+        if not files["exists"].get(model["linger_file"]):
+            reasons.append("no linger")
+    if "msg" in render:
+        reasons.append("pod file does not validate")
+    if render.get("changed"):
+        reasons.append("rendered pod changed")
+    if state.get("manager") != "active":
+        reasons.append("user manager " + (state.get("manager") or "unknown"))
+    else:
+        for unit, active in state.get("units", {}).items():
+            if (
+                unit in model.get("socket_units", [])
+                and state["units"].get(model["unit"]) != "active"
+            ):
+                continue  # forwarders run with their pod only
+            if active != "active":
+                reasons.append(f"{unit} {active or 'unknown'}")
+    if trigger.get("active") != "active" or trigger.get("file") != "enabled":
+        reasons.append(f"{model['trigger_unit']} not watching")
+    if run.get("trigger_units_changed"):
+        reasons.append("restart trigger units changed")
+    if (
+        run.get("forward_script_changed")
+        and model["socket_units"]
+        and state.get("units", {}).get(model["unit"]) == "active"
+    ):
+        reasons.append("socket forwarder script changed")
+    return reasons
+
+
+def account_ok(model, run):
+    return hm.account_ok(
+        model, run.get("passwd") or {}, run.get("groups") or {}, run.get("shadow") or {}
+    )

@@ -1,0 +1,468 @@
+# Copyright: webhosting.pods developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What one hosting is on a pod host, computed from its inventory entry and the role settings.
+
+Pure Python (standard library and PyYAML), no Ansible import: the hosting role gets this
+through the filters of plugins/filter/hosting.py and hands the data to its modules; Jinja
+renders only the unit files and the logrotate configuration a person reads.
+
+Where is the path of a hosting's pod file decided? In `layout()`, key `pod_file`.
+Everything a hosting has on the host (directories, files, units, links, the policy, what
+removal leaves) is decided here, once:
+- `layout(hosting, settings)`: paths, units and the policy of one hosting;
+- `files(model, hosting, settings)`: the group of paths for the `webhosting.pods.paths`
+  action (directories, files, unit templates, links, what to prune and probe);
+- `preflight_errors(...)`, `todo_reasons(...)`: the checks before a run and the reasons a
+  hosting needs work in it.
+
+`settings` is a dict of the role's public variables without their `hosting_` prefix
+(roles/hosting/vars/main.yml builds it): base_dir, state_base_dir, config_dir,
+socket_ports, policy_defaults, registry_server, userpod_path, podman_path, systemctl_path,
+pod_start_timeout, uid_min, uid_max.
+"""
+
+import base64
+import json
+import re
+
+import yaml
+
+UNIT = "webhosting-pod.service"
+# The tenant operation units of the user manager (templates/<unit>.j2).
+OPS_UNITS = (
+    "webhosting-pod-restart.service",
+    "webhosting-pod-update.timer",
+    "webhosting-pod-update.service",
+    "webhosting-cron@.service",
+)
+UPDATE_TIMER = "webhosting-pod-update.timer"
+# The socket forwarder of each port into the pod (started with the pod).
+SOCKET_UNIT = "webhosting-socket@.service"
+SOCKET_UNIT_GLOB = "webhosting-socket@*.service"
+# Policy keys that follow from the layout; an inventory cannot set them.
+LAYOUT_KEYS = (
+    "name",
+    "volumes_base_dir",
+    "container_env_dir",
+    "tmp_dir",
+    "socket_ports",
+    "pidfile",
+)
+LINGER_DIR = "/var/lib/systemd/linger"
+GECOS = "webhosting pod user {name}"
+NOLOGIN = "/usr/sbin/nologin"
+HEADER = "# Managed by webhosting.pods (Ansible): changes made here are overwritten.\n"
+
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]{0,30}[a-z0-9])?")
+DOMAIN_RE = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
+)
+LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# Directories of a hosting, parents first: (key or path below the root, owner, group, mode).
+# Owner "user" is the hosting's uid; group "user"/"hosting" its gid, else root (0).
+_DIRECTORIES = (
+    ("etc_dir", "root", "root", "0755"),
+    ("home", "root", "root", "0755"),
+    ("home:.config", "root", "root", "0755"),
+    ("home:.config/systemd", "root", "root", "0755"),
+    ("unit_dir", "root", "root", "0755"),
+    ("unit_dir:default.target.wants", "root", "root", "0755"),
+    ("unit_dir:" + UNIT + ".wants", "root", "root", "0755"),
+    ("storage_dir", "user", "user", "0700"),
+    ("state_dir", "user", "user", "0700"),
+    ("state_dir:config", "user", "user", "0700"),
+    ("root", "root", "hosting", "0750"),
+    ("root:www", "user", "user", "2750"),
+    ("log_dir", "user", "user", "0750"),
+    ("root:scripts", "user", "user", "0750"),
+    ("root:scripts/pod_restart", "user", "user", "0750"),
+    ("root:data", "user", "user", "2770"),
+    ("root:tmp", "user", "user", "2770"),
+    ("run_dir", "user", "user", "0750"),
+    ("root:private", "root", "hosting", "0750"),
+    ("container_config", "root", "hosting", "0750"),
+)
+
+
+class HostingError(Exception):
+    """A hosting the model cannot describe; the message names the field."""
+
+
+def limit_list(limit):
+    """The hosting names of a limit given as a list or a comma-separated string."""
+    items = limit.split(",") if isinstance(limit, str) else list(limit or [])
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def select(hostings, limit):
+    """The hostings a run converges: all of them, or those named by the limit."""
+    names = limit_list(limit)
+    return [h for h in hostings if not names or h.get("name") in names]
+
+
+def is_present(hosting):
+    return hosting.get("state", "present") == "present"
+
+
+def merge(base, override):
+    """`base` updated with `override`, mappings merged key by key (Ansible's recursive
+    combine: lists and scalars are replaced)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def layout(hosting, settings):
+    """Paths, units and policy of one hosting (a dict; see the module docstring)."""
+    name = hosting["name"]
+    root = f"{settings['base_dir']}/{name}"
+    home = f"{settings['state_base_dir']}/users/{name}"
+    state_dir = f"{settings['state_base_dir']}/state/{name}"
+    etc_dir = f"{settings['config_dir']}/hostings/{name}"
+    container_config = f"{root}/private/container-config"
+    unit_dir = f"{home}/.config/systemd/user"
+    run_dir = f"{root}/tmp/run"
+    ports = [int(p) for p in hosting.get("socket_ports", settings["socket_ports"])]
+    # Ports whose socket the pod's app creates itself get no forwarder.
+    own = {int(p) for p in (hosting.get("ingress") or {}).get("app_socket_ports", [])}
+    forwarded = [port for port in ports if port not in own]
+    cron_jobs = [dict(job) for job in hosting.get("cron_jobs", [])]
+    model = {
+        "name": name,
+        "uid": int(hosting["uid"]),
+        "gid": int(hosting["gid"]),
+        "state": hosting.get("state", "present"),
+        "root": root,
+        "home": home,
+        "storage_dir": f"{settings['state_base_dir']}/storage/{name}",
+        "state_dir": state_dir,
+        "config_home": f"{state_dir}/config",
+        "etc_dir": etc_dir,
+        "policy_file": f"{etc_dir}/system.yaml",
+        "auth_file": f"{etc_dir}/auth.json",
+        "ops_file": f"{etc_dir}/ops.json",
+        "container_config": container_config,
+        "tenant_policy_file": f"{container_config}/system.yaml",
+        "pod_file": f"{container_config}/pod.yaml",
+        "rendered_file": f"{state_dir}/pod.yaml",
+        "log_dir": f"{root}/logs",
+        # The container log of the pod (podman's k8s-file driver, one file for its containers).
+        "pod_log": f"{root}/logs/{name}-{name}.log",
+        "unit_dir": unit_dir,
+        "unit": UNIT,
+        "trigger": f"{root}/scripts/pod_restart/pod_restart.run",
+        "trigger_unit": f"webhosting-trigger@{name}.path",
+        "linger_file": f"{LINGER_DIR}/{name}",
+        "systemctl": ["systemctl", "--user", f"--machine={name}@"],
+        "gecos": GECOS.format(name=name),
+        "registry": "registry" in hosting,
+        "cron_jobs": cron_jobs,
+        # The sockets nginx connects to, one per port: published for the ingress role.
+        "run_dir": run_dir,
+        "socket_ports": ports,
+        "sockets": {port: f"{run_dir}/{port}" for port in ports},
+        "forwarded_ports": forwarded,
+        "socket_units": [f"webhosting-socket@{port}.service" for port in forwarded],
+        "ops_units": list(OPS_UNITS),
+        "ops_triggers": [UPDATE_TIMER]
+        + [f"webhosting-cron-{job['name']}.timer" for job in cron_jobs],
+    }
+    model["policy"] = policy(hosting, settings, model)
+    # What a removed hosting may have left (tasks/absent.yml removes these).
+    model["left_paths"] = [
+        root,
+        home,
+        model["storage_dir"],
+        state_dir,
+        etc_dir,
+        model["linger_file"],
+    ]
+    return model
+
+
+def policy(hosting, settings, model):
+    """The authoritative system policy: defaults, the hosting's own overrides, then the
+    keys that follow from the layout (these always win)."""
+    result = merge(settings.get("policy_defaults") or {}, hosting.get("policy") or {})
+    result.update(
+        {
+            "name": model["name"],
+            "volumes_base_dir": model["root"],
+            "container_env_dir": model["container_config"],
+            "tmp_dir": f"{model['root']}/tmp",
+            "socket_ports": {port: {"dir": model["run_dir"]} for port in model["socket_ports"]},
+            "pidfile": f"{model['state_dir']}/pod.pid",
+        }
+    )
+    return result
+
+
+def _directory(model, key):
+    base, _, below = key.partition(":")
+    return f"{model[base]}/{below}" if below else model[base]
+
+
+def _owner(model, who):
+    return model["uid"] if who == "user" else 0
+
+
+def _group(model, who):
+    return model["gid"] if who in ("user", "hosting") else 0
+
+
+def policy_text(model):
+    """The system.yaml of a hosting, as the tenant reads it too."""
+    return (
+        HEADER + f"# System policy of hosting {model['name']}: what its pod may do"
+        " (docs/system-policy.md).\n"
+        + f"# The authoritative copy is {model['policy_file']}; the tenant reads\n"
+        + f"# {model['tenant_policy_file']}. Changes are made in the inventory.\n"
+        + yaml.safe_dump(model["policy"], indent=2, allow_unicode=True, default_flow_style=False)
+    )
+
+
+def env_text(model, container, env):
+    lines = [
+        HEADER.rstrip("\n"),
+        f"# Environment of container {container} of hosting {model['name']} (from the inventory).",
+    ]
+    lines += [f"{key}={_scalar_text(value)}" for key, value in env.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _scalar_text(value):
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return "" if value is None else str(value)
+
+
+def auth_text(hosting, settings):
+    """The registry credentials of a hosting (podman's auth.json)."""
+    registry = hosting["registry"]
+    server = registry.get("server") or settings["registry_server"]
+    token = base64.b64encode(f"{registry['user']}:{registry['password']}".encode()).decode()
+    return _json({"auths": {server: {"auth": token}}})
+
+
+def ops_text(model, settings):
+    """podops's configuration of a hosting (root-owned; bin/podops reads it)."""
+    return _json(
+        {
+            "hosting": model["name"],
+            "pod": model["name"],
+            "unit": model["unit"],
+            "reset_with": [SOCKET_UNIT_GLOB],
+            "trigger": model["trigger"],
+            "log_dir": model["log_dir"],
+            "state_dir": model["state_dir"],
+            "pod_file": model["pod_file"],
+            "pod_file_shown": model["pod_file"][len(model["root"]) + 1 :],
+            "policy_file": model["policy_file"],
+            "rendered_file": model["rendered_file"],
+            "userpod": settings["userpod_path"],
+            "podman": settings["podman_path"],
+            "systemctl": settings["systemctl_path"],
+            "timeout": int(settings["pod_start_timeout"]),
+            "cron_jobs": {
+                job["name"]: {"container": job["container"], "command": job["command"]}
+                for job in model["cron_jobs"]
+            },
+        }
+    )
+
+
+def _json(data):
+    return json.dumps(data, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
+
+
+def _root_file(path, content=None, template=None, mode="0644", group=0):
+    entry = {"path": path, "owner": 0, "group": group, "mode": mode}
+    if template is None:
+        entry["content"] = content
+    else:
+        entry["template"] = template
+    return entry
+
+
+def _link(path, src):
+    return {"path": path, "state": "link", "src": src, "owner": 0, "group": 0}
+
+
+def files(model, hosting, settings):
+    """The `webhosting.pods.paths` group of one hosting: every directory, file, unit and
+    link it has, parents first; what to prune; which paths to probe. Unit files are
+    templates the paths action renders with `__hosting` bound to the model."""
+    uid, gid, unit_dir = model["uid"], model["gid"], model["unit_dir"]
+    paths = [
+        {
+            "path": _directory(model, key),
+            "state": "directory",
+            "owner": _owner(model, owner),
+            "group": _group(model, group),
+            "mode": mode,
+        }
+        for key, owner, group, mode in _DIRECTORIES
+    ]
+    text = policy_text(model)
+    paths.append(_root_file(model["policy_file"], text))
+    paths.append(_root_file(model["tenant_policy_file"], text))
+    if model["registry"]:
+        paths.append(
+            _root_file(model["auth_file"], auth_text(hosting, settings), mode="0640", group=gid)
+        )
+    else:
+        paths.append({"path": model["auth_file"], "state": "absent"})
+    for container, env in (hosting.get("env_files") or {}).items():
+        paths.append(
+            _root_file(
+                f"{model['container_config']}/{model['name']}-{container}.env",
+                env_text(model, container, env),
+                mode="0640",
+                group=gid,
+            )
+        )
+    if "pod" in hosting:
+        paths.append(
+            {
+                "path": model["pod_file"],
+                "content": yaml.safe_dump(
+                    hosting["pod"],
+                    indent=2,
+                    allow_unicode=True,
+                    default_flow_style=False,
+                    sort_keys=False,
+                ),
+                "owner": uid,
+                "group": gid,
+                "mode": "0640",
+                "create_only": True,
+            }
+        )
+    paths.append(_root_file(f"{unit_dir}/{UNIT}", template=f"{UNIT}.j2"))
+    paths.append(_link(f"{unit_dir}/default.target.wants/{UNIT}", f"../{UNIT}"))
+    # The socket forwarders: the pod unit wants one per port whose socket the pod's app
+    # does not create itself (ingress.app_socket_ports).
+    paths.append(_root_file(f"{unit_dir}/{SOCKET_UNIT}", template=f"{SOCKET_UNIT}.j2"))
+    for port in model["forwarded_ports"]:
+        paths.append(
+            _link(f"{unit_dir}/{UNIT}.wants/webhosting-socket@{port}.service", f"../{SOCKET_UNIT}")
+        )
+    paths.append(_root_file(model["ops_file"], ops_text(model, settings)))
+    for unit in model["ops_units"]:
+        paths.append(_root_file(f"{unit_dir}/{unit}", template=f"{unit}.j2"))
+    for job in model["cron_jobs"]:
+        entry = _root_file(
+            f"{unit_dir}/webhosting-cron-{job['name']}.timer", template="webhosting-cron.timer.j2"
+        )
+        entry["vars"] = {"__hosting_job": job}
+        paths.append(entry)
+    for unit in model["ops_triggers"]:
+        paths.append(_link(f"{unit_dir}/default.target.wants/{unit}", f"../{unit}"))
+    return {
+        "name": model["name"],
+        "vars": {"__hosting": model},
+        "paths": paths,
+        "prune": [
+            {"dir": model["container_config"], "pattern": "*.env"},
+            {"dir": unit_dir, "pattern": "webhosting-cron-*.timer"},
+            {"dir": f"{unit_dir}/default.target.wants", "pattern": "webhosting-cron-*.timer"},
+            {"dir": f"{unit_dir}/{UNIT}.wants", "pattern": SOCKET_UNIT_GLOB},
+        ],
+        "probe": [model["pod_file"], model["linger_file"]],
+    }
+
+
+def account_ok(model, passwd, groups, shadow):
+    """True when getent shows the group and the locked, shell-less user exactly as wanted."""
+    entry = passwd.get(model["name"])
+    if not entry or len(entry) < 6:
+        return False
+    group = groups.get(model["name"]) or ["", "-1"]
+    return (
+        _int(entry[1]) == model["uid"]
+        and _int(entry[2]) == model["gid"]
+        and entry[3] == model["gecos"]
+        and entry[4] == model["home"]
+        and entry[5] == NOLOGIN
+        and _int(group[1]) == model["gid"]
+        and (shadow.get(model["name"]) or [""])[0] == "!"
+    )
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def plan(hostings, settings, limit):
+    """The model of every selected hosting and the arguments of the role's host-wide
+    calls (roles/hosting/tasks/main.yml)."""
+    selected = select(hostings, limit)
+    models = {h["name"]: layout(h, settings) for h in selected}
+    present = [h for h in selected if is_present(h)]
+    absent = [models[h["name"]] for h in selected if not is_present(h)]
+    return {
+        "models": models,
+        "names": [h["name"] for h in selected],
+        "present": [h["name"] for h in present],
+        "absent": [m["name"] for m in absent],
+        "subid_users": [{"name": h["name"], "uid": models[h["name"]]["uid"]} for h in present],
+        "file_groups": [files(models[h["name"]], h, settings) for h in present],
+        "state_users": [
+            {
+                "name": h["name"],
+                "uid": models[h["name"]]["uid"],
+                "units": [UNIT]
+                + models[h["name"]]["ops_triggers"]
+                + models[h["name"]]["socket_units"],
+            }
+            for h in present
+        ],
+        "trigger_units": [m["trigger_unit"] for m in models.values()],
+        "left_paths": [path for m in absent for path in m["left_paths"]],
+        "published": {h["name"]: published(layout(h, settings)) for h in hostings},
+        # whether a file of the paths call holds a secret (its result is then not logged)
+        "secret": any("registry" in h or h.get("env_files") for h in present),
+    }
+
+
+def published(model):
+    """What the hosting publishes for the ingress role (the fact webhosting_hosting_paths;
+    docs/architecture.md): the root nginx passes through, the web files it may serve and
+    the socket of each port."""
+    return {
+        "root": model["root"],
+        "www": f"{model['root']}/www",
+        "sockets": {str(port): path for port, path in model["sockets"].items()},
+    }
+
+
+def renders(plan, file_results):
+    """The pod_spec renders of the hostings whose files are laid out and that have a pod
+    file (none yet: check mode on a new host)."""
+    result = []
+    for name in plan["present"]:
+        model = plan["models"][name]
+        group = file_results.get(name) or {"failed": True}
+        if group.get("failed") or not group.get("exists", {}).get(model["pod_file"]):
+            continue
+        result.append(
+            {
+                "name": name,
+                "src": model["pod_file"],
+                "policy": model["policy"],
+                "dest": model["rendered_file"],
+                "owner": str(model["uid"]),
+                "group": str(model["gid"]),
+                "mode": "0600",
+            }
+        )
+    return result

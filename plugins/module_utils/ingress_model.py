@@ -1,0 +1,175 @@
+# Copyright: webhosting.pods developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the ingress of one hosting is on a pod host: its nginx server, certificates and
+the socket nginx connects to, computed from the inventory entry, the ingress role's
+settings and what the hosting role publishes (the fact webhosting_hosting_paths:
+the hosting root, www/ and the socket of each port; hosting_model.published).
+
+Pure Python, no Ansible import; plugins/filter/ingress.py hands it to the ingress role.
+`settings` holds the role's variables without their `ingress_` prefix (roles/ingress/vars).
+"""
+
+from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
+
+# The group of the shared nginx settings in the host-wide comparison (not a hosting name).
+SHARED_GROUP = "nginx shared settings"
+
+
+def layout(hosting, settings, published):
+    name = hosting["name"]
+    opts = dict(hosting.get("ingress") or {})
+    paths = published.get(name)
+    if paths is None:
+        raise hm.HostingError(
+            f"hosting {name}: the hosting role published no paths for it"
+            " (webhosting_hosting_paths; site.yml runs the hosting role first)"
+        )
+    ports = [int(port) for port in paths["sockets"]]
+    upstream = int(opts.get("upstream_port", ports[0] if ports else 0))
+    letsencrypt = settings["letsencrypt_dir"]
+    selfsigned_dir = f"{settings['certificate_dir']}/{name}"
+    source = opts.get("certificate_source", settings["certificate_source"])
+    return {
+        "name": name,
+        "uid": int(hosting["uid"]),
+        "state": hosting.get("state", "present"),
+        "opts": opts,
+        "root": paths["root"],
+        "www": paths["www"],
+        "ports": ports,
+        "upstream_port": upstream,
+        "upstream_socket": paths["sockets"].get(str(upstream), ""),
+        "domains": list(hosting.get("domains") or []),
+        "vhost": f"{settings['vhost_dir']}/{name}.conf",
+        "cert_source": source,
+        "static": bool(opts.get("static_paths")),
+        "selfsigned_dir": selfsigned_dir,
+        "selfsigned_cert": f"{selfsigned_dir}/selfsigned.crt",
+        "selfsigned_key": f"{selfsigned_dir}/selfsigned.key",
+        "acme_cert": f"{letsencrypt}/live/{name}/fullchain.pem",
+        "acme_key": f"{letsencrypt}/live/{name}/privkey.pem",
+        "acme_leaf": f"{letsencrypt}/live/{name}/cert.pem",
+        "eab_conf": f"{settings['certificate_dir']}/{name}.eab.ini",
+        "renewal_conf": f"{letsencrypt}/renewal/{name}.conf",
+        "acme_directory": opts.get("acme_directory", settings["acme_directory"]),
+        "acme_email": opts.get("acme_email", settings["acme_email"]),
+        "acme_eab_kid": opts.get("acme_eab_kid", settings["acme_eab_kid"]),
+        "acme_eab_hmac_key": opts.get("acme_eab_hmac_key", settings["acme_eab_hmac_key"]),
+        "keep_certificate": bool(
+            opts.get("keep_certificate", settings["keep_certificate_on_removal"])
+        ),
+    }
+
+
+def probe(model, settings):
+    """What webhosting.pods.host_state reads for one hosting."""
+    user = settings["nginx_user"]
+    acls = []
+    if hm.is_present(model):
+        acls.append({"path": model["root"], "user": user})
+        if model["static"]:
+            acls += [
+                {"path": model["www"], "user": user},
+                {"path": model["www"], "user": user, "default": True},
+            ]
+    source = model["cert_source"]
+    certificates = ([model["acme_leaf"]] if source == "acme" else []) + (
+        [model["selfsigned_cert"]] if source in ("acme", "selfsigned") else []
+    )
+    exists = [model["root"], model["vhost"], model["selfsigned_dir"], model["renewal_conf"]]
+    if source == "files":
+        exists += [model["opts"].get("certificate_file"), model["opts"].get("certificate_key_file")]
+    return {"acls": acls, "certificates": certificates, "exists": [p for p in exists if p]}
+
+
+def certificate(model, certificates):
+    """(cert, key) nginx serves: the admin's files, the ACME certificate once there is a
+    readable one, else the self-signed stand-in."""
+    if model["cert_source"] == "files":
+        return model["opts"].get("certificate_file"), model["opts"].get("certificate_key_file")
+    leaf = certificates.get(model["acme_leaf"]) or {}
+    if model["cert_source"] == "acme" and leaf.get("exists") and "error" not in leaf:
+        return model["acme_cert"], model["acme_key"]
+    return model["selfsigned_cert"], model["selfsigned_key"]
+
+
+def server_group(model, certificates):
+    """The nginx server of one hosting for the host-wide check-mode comparison of the
+    paths action: what tasks/vhost.yml would write."""
+    cert, key = certificate(model, certificates)
+    return {
+        "name": model["name"],
+        "vars": {"__ingress": model, "__ingress_cert": cert, "__ingress_key": key},
+        "paths": [
+            {
+                "path": model["vhost"],
+                "owner": 0,
+                "group": 0,
+                "mode": "0644",
+                "template": "vhost.conf.j2",
+            }
+        ],
+    }
+
+
+def plan(hostings, settings, published, limit):
+    selected = hm.select(hostings, limit)
+    models = {h["name"]: layout(h, settings, published) for h in selected}
+    probes = {name: probe(model, settings) for name, model in models.items()}
+    return {
+        "models": models,
+        "names": list(models),
+        "present": [name for name, m in models.items() if hm.is_present(m)],
+        "acls": [acl for p in probes.values() for acl in p["acls"]],
+        "certificates": _unique(c for p in probes.values() for c in p["certificates"]),
+        "exists": _unique(path for p in probes.values() for path in p["exists"]),
+    }
+
+
+def _unique(items):
+    return list(dict.fromkeys(items))
+
+
+def todo_reasons(model, settings, run):
+    """Why one hosting's ingress needs work; empty when it is converged. `run` holds the
+    host-wide results: exists, acls, certificates (host_state) and files (paths groups)."""
+    exists = run.get("exists") or {}
+    if model["state"] == "absent":
+        left = [model["vhost"]]
+        if not model["keep_certificate"]:
+            left += [model["selfsigned_dir"], model["renewal_conf"]]
+        return [f"{path} left" for path in left if exists.get(path)]
+    if not exists.get(model["root"]):
+        return ["new hosting"]
+    reasons = []
+    files = (run.get("files") or {}).get(model["name"]) or {"failed": True, "msg": "not checked"}
+    if files.get("failed"):
+        reasons.append("files: " + str(files.get("msg", "")))
+    elif files.get("actions"):
+        reasons.append("nginx server differs")
+    user = settings["nginx_user"]
+    acls = run.get("acls") or {}
+    if (acls.get(model["root"]) or {}).get(user) != "--x":
+        reasons.append("ACL of the hosting root")
+    if model["static"] and (
+        (acls.get(model["www"]) or {}).get(user) != "r-x"
+        or (acls.get(model["www"] + ":default") or {}).get(user) != "r-x"
+    ):
+        reasons.append("ACL of www")
+    certs = run.get("certificates") or {}
+    domains = sorted(model["domains"])
+    source = model["cert_source"]
+    leaf = certs.get(model["acme_leaf"]) or {}
+    selfsigned = certs.get(model["selfsigned_cert"]) or {}
+    if source == "acme" and leaf.get("dns_names") != domains:
+        reasons.append("ACME certificate missing or for other names")
+    if source == "acme" and not leaf.get("exists") and not selfsigned.get("exists"):
+        reasons.append("no stand-in certificate")
+    if source == "selfsigned" and selfsigned.get("dns_names") != domains:
+        reasons.append("self-signed certificate missing or for other names")
+    if source == "files" and not (
+        exists.get(model["opts"].get("certificate_file"))
+        and exists.get(model["opts"].get("certificate_key_file"))
+    ):
+        reasons.append("certificate files missing")
+    return reasons

@@ -1,0 +1,294 @@
+"""The hosting model: every path, file, unit and link of a hosting, computed in one place."""
+
+import json
+
+import pytest
+import yaml
+from ansible_collections.webhosting.pods.plugins.module_utils import hosting_checks as hc
+from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
+
+SETTINGS = {
+    "base_dir": "/srv/hostings",
+    "state_base_dir": "/var/lib/webhosting-pods",
+    "config_dir": "/etc/webhosting-pods",
+    "socket_ports": [8080],
+    "policy_defaults": {"allowed_registries": ["r.test"], "resources": {"memory": "1Gi", "cpu": 1}},
+    "registry_server": "r.test:5000",
+    "userpod_path": "/usr/local/bin/userpod",
+    "podman_path": "/usr/bin/podman",
+    "systemctl_path": "/usr/bin/systemctl",
+    "pod_start_timeout": 300,
+    "uid_min": 10000,
+    "uid_max": 59999,
+}
+
+
+def hosting(**extra):
+    entry = {"name": "shop", "uid": 10001, "gid": 10001, "domains": ["shop.test"]}
+    entry.update(extra)
+    return entry
+
+
+def by_path(group):
+    return {entry["path"]: entry for entry in group["paths"]}
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("root", "/srv/hostings/shop"),
+        ("pod_file", "/srv/hostings/shop/private/container-config/pod.yaml"),
+        ("rendered_file", "/var/lib/webhosting-pods/state/shop/pod.yaml"),
+        ("policy_file", "/etc/webhosting-pods/hostings/shop/system.yaml"),
+        ("unit_dir", "/var/lib/webhosting-pods/users/shop/.config/systemd/user"),
+        ("trigger", "/srv/hostings/shop/scripts/pod_restart/pod_restart.run"),
+        ("trigger_unit", "webhosting-trigger@shop.path"),
+        ("linger_file", "/var/lib/systemd/linger/shop"),
+        ("pod_log", "/srv/hostings/shop/logs/shop-shop.log"),
+        ("sockets", {8080: "/srv/hostings/shop/tmp/run/8080"}),
+        ("systemctl", ["systemctl", "--user", "--machine=shop@"]),
+    ],
+)
+def test_layout_paths(key, expected):
+    assert hm.layout(hosting(), SETTINGS)[key] == expected
+
+
+def test_layout_follows_the_settings():
+    settings = dict(SETTINGS, base_dir="/data/h", state_base_dir="/s", config_dir="/c")
+    model = hm.layout(hosting(socket_ports=[9000, 9001]), settings)
+    assert model["pod_file"] == "/data/h/shop/private/container-config/pod.yaml"
+    assert model["home"] == "/s/users/shop"
+    assert model["etc_dir"] == "/c/hostings/shop"
+    assert model["sockets"] == {
+        9000: "/data/h/shop/tmp/run/9000",
+        9001: "/data/h/shop/tmp/run/9001",
+    }
+
+
+def test_policy_layers_defaults_overrides_and_layout():
+    model = hm.layout(hosting(policy={"resources": {"memory": "2Gi"}, "network": "none"}), SETTINGS)
+    policy = model["policy"]
+    # recursive merge: the override changes memory and keeps cpu
+    assert policy["resources"] == {"memory": "2Gi", "cpu": 1}
+    assert policy["network"] == "none"
+    assert policy["allowed_registries"] == ["r.test"]
+    assert policy["volumes_base_dir"] == "/srv/hostings/shop"
+    assert policy["socket_ports"] == {8080: {"dir": "/srv/hostings/shop/tmp/run"}}
+    assert policy["pidfile"] == "/var/lib/webhosting-pods/state/shop/pod.pid"
+    # the defaults themselves are not changed by a hosting's override
+    assert SETTINGS["policy_defaults"]["resources"] == {"memory": "1Gi", "cpu": 1}
+
+
+def test_files_parents_first_and_owners():
+    group = hm.files(hm.layout(hosting(), SETTINGS), hosting(), SETTINGS)
+    order = [entry["path"] for entry in group["paths"]]
+    for entry in group["paths"]:
+        parent = entry["path"].rsplit("/", 1)[0]
+        if parent in order:
+            assert order.index(parent) < order.index(entry["path"]), entry["path"]
+    paths = by_path(group)
+    assert paths["/srv/hostings/shop"] == {
+        "path": "/srv/hostings/shop",
+        "state": "directory",
+        "owner": 0,
+        "group": 10001,
+        "mode": "0750",
+    }
+    assert paths["/srv/hostings/shop/data"]["owner"] == 10001
+    assert paths["/srv/hostings/shop/data"]["mode"] == "2770"
+    assert paths["/var/lib/webhosting-pods/state/shop"]["mode"] == "0700"
+
+
+def test_files_units_are_templates_with_the_model():
+    model = hm.layout(
+        hosting(
+            cron_jobs=[{"name": "dump", "container": "db", "command": ["x"], "schedule": "daily"}]
+        ),
+        SETTINGS,
+    )
+    group = hm.files(model, hosting(), SETTINGS)
+    assert group["vars"] == {"__hosting": model}
+    unit_dir = model["unit_dir"]
+    paths = by_path(group)
+    assert paths[f"{unit_dir}/webhosting-pod.service"]["template"] == "webhosting-pod.service.j2"
+    assert (
+        paths[f"{unit_dir}/webhosting-cron-dump.timer"]["vars"]["__hosting_job"]["name"] == "dump"
+    )
+    link = paths[f"{unit_dir}/webhosting-pod.service.wants/webhosting-socket@8080.service"]
+    assert link == {
+        "path": link["path"],
+        "state": "link",
+        "src": "../webhosting-socket@.service",
+        "owner": 0,
+        "group": 0,
+    }
+    assert f"{unit_dir}/default.target.wants/webhosting-cron-dump.timer" in paths
+    assert not any("template" in e and "content" in e for e in group["paths"])
+
+
+def test_app_socket_ports_get_no_forwarder():
+    h = hosting(socket_ports=[8080, 9000], ingress={"app_socket_ports": [9000]})
+    model = hm.layout(h, SETTINGS)
+    assert model["socket_units"] == ["webhosting-socket@8080.service"]
+    assert model["sockets"][9000] == "/srv/hostings/shop/tmp/run/9000"
+
+
+def test_files_secrets_policy_env_and_seed():
+    h = hosting(
+        registry={"user": "u", "password": "p"},
+        env_files={"web": {"A": "b c", "N": 1}},
+        pod={"apiVersion": "v1", "kind": "Pod"},
+    )
+    group = hm.files(hm.layout(h, SETTINGS), h, SETTINGS)
+    paths = by_path(group)
+    auth = paths["/etc/webhosting-pods/hostings/shop/auth.json"]
+    assert (auth["owner"], auth["group"], auth["mode"]) == (0, 10001, "0640")
+    assert json.loads(auth["content"]) == {"auths": {"r.test:5000": {"auth": "dTpw"}}}
+    env = paths["/srv/hostings/shop/private/container-config/shop-web.env"]["content"]
+    assert env.splitlines()[-2:] == ["A=b c", "N=1"]
+    policy = paths["/etc/webhosting-pods/hostings/shop/system.yaml"]["content"]
+    assert yaml.safe_load(policy)["name"] == "shop"
+    assert paths["/srv/hostings/shop/private/container-config/system.yaml"]["content"] == policy
+    seed = paths["/srv/hostings/shop/private/container-config/pod.yaml"]
+    assert seed["create_only"] is True and yaml.safe_load(seed["content"])["kind"] == "Pod"
+    ops = json.loads(paths["/etc/webhosting-pods/hostings/shop/ops.json"]["content"])
+    assert ops["pod_file_shown"] == "private/container-config/pod.yaml"
+
+
+def test_no_registry_removes_the_auth_file():
+    paths = by_path(hm.files(hm.layout(hosting(), SETTINGS), hosting(), SETTINGS))
+    assert paths["/etc/webhosting-pods/hostings/shop/auth.json"] == {
+        "path": "/etc/webhosting-pods/hostings/shop/auth.json",
+        "state": "absent",
+    }
+
+
+def test_plan_selects_and_publishes():
+    hostings = [hosting(), hosting(name="blog", uid=10002, gid=10002, state="absent")]
+    plan = hm.plan(hostings, SETTINGS, "blog")
+    assert plan["names"] == ["blog"] and plan["present"] == [] and plan["absent"] == ["blog"]
+    assert "/var/lib/systemd/linger/blog" in plan["left_paths"]
+    # every hosting is published, whatever the limit
+    assert plan["published"]["shop"]["sockets"] == {"8080": "/srv/hostings/shop/tmp/run/8080"}
+    assert hm.plan(hostings, SETTINGS, [])["state_users"][0]["units"][0] == "webhosting-pod.service"
+
+
+def test_renders_skip_failed_and_missing_pod_files():
+    plan = hm.plan([hosting(), hosting(name="blog", uid=10002, gid=10002)], SETTINGS, [])
+    pod = "/srv/hostings/shop/private/container-config/pod.yaml"
+    results = {"shop": {"exists": {pod: True}}, "blog": {"failed": True}}
+    renders = hm.renders(plan, results)
+    assert [r["name"] for r in renders] == ["shop"]
+    assert renders[0]["dest"] == "/var/lib/webhosting-pods/state/shop/pod.yaml"
+    assert renders[0]["owner"] == "10001"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "Shop"}, "webhosting_hostings[0] (Shop).name: must be a lowercase user name"),
+        ({"uid": 5}, "webhosting_hostings[0] (shop).uid: 5 is outside 10000-59999"),
+        ({"domains": ["Bad_Domain"]}, ".domains[0]: Bad_Domain is not a lowercase domain name"),
+        ({"socket_ports": []}, ".socket_ports: at least one port is needed"),
+        ({"socket_ports": [80, 80]}, ".socket_ports[1]: 80 is listed twice"),
+        ({"socket_ports": [70000]}, ".socket_ports[0]: 70000 is not a port number"),
+        ({"pod": "text"}, ".pod: must be a mapping"),
+        ({"env_files": {"web": {"1X": "a"}}}, ".env_files.web.1X: not a valid variable name"),
+        ({"env_files": {"web": {"A": "a\nb"}}}, ".env_files.web.A: the value must be one line"),
+        ({"registry": {"user": "u"}}, ".registry: needs user and password"),
+        ({"cron_jobs": [{"name": "x", "container": "web"}]}, ".cron_jobs[0].command: required"),
+        ({"policy": {"pidfile": "/x"}}, ".policy.pidfile: is computed from the hosting layout"),
+    ],
+)
+def test_preflight_names_the_field(change, message):
+    errors = hc.preflight_errors([hosting(**change)], SETTINGS, {}, {}, [])
+    assert any(message in error for error in errors), errors
+
+
+def test_preflight_host_accounts_and_duplicates():
+    passwd = {"shop": ["x", "10005", "10005", "", "/", "/bin/sh"], "other": ["x", "10002"]}
+    hostings = [hosting(), hosting(name="blog", uid=10002, gid=10001, domains=["shop.test"])]
+    errors = hc.preflight_errors(hostings, SETTINGS, passwd, {}, "nope")
+    assert "webhosting_hosting_limit: no hosting is named nope" in errors
+    assert any("user shop already exists on the host with uid 10005" in e for e in errors)
+    assert any(".uid: 10002 already belongs to user other" in e for e in errors)
+    assert any(".gid: 10001 is used by 2 hostings" in e for e in errors)
+    assert any(".domains[0]: shop.test is listed 2 times" in e for e in errors)
+    assert hc.preflight_errors([hosting()], SETTINGS, {}, {}, []) == []
+
+
+def converged_run(model):
+    return {
+        "passwd": {"shop": ["x", "10001", "10001", model["gecos"], model["home"], hm.NOLOGIN]},
+        "groups": {"shop": ["x", "10001"]},
+        "shadow": {"shop": ["!"]},
+        "files": {
+            "shop": {"actions": {}, "exists": {model["pod_file"]: True, model["linger_file"]: True}}
+        },
+        "pods": {"shop": {"changed": False}},
+        "users": {
+            "shop": {
+                "manager": "active",
+                "units": {
+                    u: "active"
+                    for u in [
+                        "webhosting-pod.service",
+                        *model["ops_triggers"],
+                        *model["socket_units"],
+                    ]
+                },
+            }
+        },
+        "system": {model["trigger_unit"]: {"active": "active", "file": "enabled"}},
+    }
+
+
+def test_todo_converged_hosting_has_no_reason():
+    model = hm.layout(hosting(), SETTINGS)
+    assert hc.todo_reasons(model, converged_run(model)) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda r, m: r["shadow"].update(shop=["*"]), "user or group"),
+        (lambda r, m: r["files"]["shop"]["actions"].update(x="updated"), "files changed"),
+        (lambda r, m: r["files"]["shop"]["exists"].update({m["linger_file"]: False}), "no linger"),
+        (lambda r, m: r["pods"].update(shop={"changed": True}), "rendered pod changed"),
+        (lambda r, m: r["pods"].update(shop={"msg": "bad"}), "pod file does not validate"),
+        (lambda r, m: r["users"]["shop"].update(manager="inactive"), "user manager inactive"),
+        (
+            lambda r, m: r["users"]["shop"]["units"].update(
+                {"webhosting-socket@8080.service": "failed"}
+            ),
+            "webhosting-socket@8080.service failed",
+        ),
+        (lambda r, m: r["system"].clear(), "webhosting-trigger@shop.path not watching"),
+        (lambda r, m: r.update(forward_script_changed=True), "socket forwarder script changed"),
+    ],
+)
+def test_todo_reasons(mutate, reason):
+    model = hm.layout(hosting(), SETTINGS)
+    run = converged_run(model)
+    mutate(run, model)
+    assert reason in hc.todo_reasons(model, run)
+
+
+def test_todo_stopped_pod_hides_its_forwarders():
+    model = hm.layout(hosting(), SETTINGS)
+    run = converged_run(model)
+    run["users"]["shop"]["units"].update(
+        {"webhosting-pod.service": "failed", "webhosting-socket@8080.service": "inactive"}
+    )
+    assert hc.todo_reasons(model, run) == ["webhosting-pod.service failed"]
+
+
+def test_todo_absent_hosting_lists_what_is_left():
+    model = hm.layout(hosting(state="absent"), SETTINGS)
+    run = {
+        "passwd": {},
+        "groups": {"shop": ["x", "10001"]},
+        "exists": {"/srv/hostings/shop": True, "/var/lib/systemd/linger/shop": False},
+    }
+    assert hc.todo_reasons(model, run) == ["user or group left", "/srv/hostings/shop left"]
+    assert hc.todo_reasons(model, {"exists": {}}) == []
