@@ -25,7 +25,12 @@ import hashlib
 import os
 import stat
 import subprocess
-import tempfile
+
+from ansible_collections.webhosting.pods.plugins.module_utils.fileio import (
+    open_nofollow,
+    read_nofollow,
+    write_atomic,
+)
 
 STATES = ("directory", "file", "link", "absent")
 
@@ -150,20 +155,6 @@ def _sha1(data):
     return hashlib.sha1(data).hexdigest()  # noqa: S324 - a checksum for the diff, not security
 
 
-def _read_nofollow(path):
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _chown_ids(entry):
     """The (uid, gid) to give a path: -1 (keep) where the entry names none."""
     return (
@@ -183,6 +174,12 @@ def _fix_attrs(fd, st, entry):
         os.fchmod(fd, entry["mode"])
         changed = True
     return changed
+
+
+def _fix_attrs_of(path, entry, directory=False):
+    """_fix_attrs() of ``path`` itself, opened without following a symlink there."""
+    with open_nofollow(path, directory=directory) as fd:
+        _fix_attrs(fd, os.fstat(fd), entry)
 
 
 def _wants_attrs(st, entry):
@@ -208,11 +205,7 @@ def _directory(entry, st, check_mode):
         return None
     elif check_mode:
         return "updated"
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        _fix_attrs(fd, os.fstat(fd), entry)
-    finally:
-        os.close(fd)
+    _fix_attrs_of(path, entry, directory=True)
     return "created" if st is None else "updated"
 
 
@@ -227,45 +220,35 @@ def _file(entry, st, check_mode):
     if st is not None and entry["create_only"]:
         return None
     if st is not None and stat.S_ISREG(st.st_mode):
-        same = _read_nofollow(path) == data
+        same = read_nofollow(path) == data
         if same and not _wants_attrs(st, entry):
             return None
         if same:
             if check_mode:
                 return "updated"
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-            try:
-                _fix_attrs(fd, os.fstat(fd), entry)
-            finally:
-                os.close(fd)
+            _fix_attrs_of(path, entry)
             return "updated"
     if check_mode:
         return "created" if st is None else "updated"
-    directory = os.path.dirname(path)
+    uid, gid = _chown_ids(entry)
+    check = None
+    if entry["validate"]:
+        check = lambda tmp: _validate(path, tmp, entry["validate"])  # noqa: E731
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        written = write_atomic(
+            path,
+            data,
+            mode=entry["mode"] if entry["mode"] is not None else 0o644,
+            owner=uid,
+            group=gid,
+            # create_only: never replace something that appeared meanwhile
+            exclusive=entry["create_only"],
+            check=check,
+        )
     except FileNotFoundError:
         raise PathsError(f"{path}: parent directory does not exist") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            entry_mode = entry["mode"] if entry["mode"] is not None else 0o644
-            os.fchown(handle.fileno(), *_chown_ids(entry))
-            os.fchmod(handle.fileno(), entry_mode)
-        if entry["validate"]:
-            _validate(path, tmp, entry["validate"])
-        if entry["create_only"]:
-            # never replace something that appeared meanwhile
-            os.link(tmp, path)
-        else:
-            os.rename(tmp, path)
-    except FileExistsError:
+    if not written:
         return None
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
     return "created" if st is None else "updated"
 
 

@@ -100,6 +100,7 @@ attributes:
     description: A second run with the same inputs reports no change.
 notes:
   - The module does not start or restart the pod; a handler or C(userpod start) does.
+  - O(dest) is always replaced by a rename in its directory; O(unsafe_writes) has no effect.
 """
 
 EXAMPLES = r"""
@@ -206,10 +207,15 @@ dest:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.webhosting.pods.plugins.module_utils.fileio import (
+    group_id,
+    octal_mode,
+    user_id,
+    write_atomic,
+)
 from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import (
     MAX_DOCUMENT_BYTES,
     PodSpecError,
@@ -272,14 +278,21 @@ def _render(module, src, policy_source, dest, file_args, strict):
 
     changed = before != after
     if changed and not module.check_mode:
-        directory = os.path.dirname(os.path.abspath(dest))
+        # The mode (octal) and, as root, the owner are set before the rename; the rest (a
+        # symbolic mode, an unknown name, SELinux) is the replaced file's until
+        # set_fs_attributes_if_different below, which also reports what cannot be set.
+        root = os.geteuid() == 0
         try:
-            fd, temporary = tempfile.mkstemp(dir=directory, prefix=".pod_spec.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(after.encode("utf-8"))
+            write_atomic(
+                dest,
+                after,
+                mode=octal_mode(file_args["mode"]),
+                owner=user_id(file_args["owner"]) if root else -1,
+                group=group_id(file_args["group"]) if root else -1,
+                keep=True,
+            )
         except (IOError, OSError) as exc:
             raise _Failed("%s: cannot write: %s" % (dest, to_native(exc)), result) from None
-        module.atomic_move(temporary, dest, unsafe_writes=module.params["unsafe_writes"])
 
     if os.path.exists(dest):
         file_args["path"] = dest

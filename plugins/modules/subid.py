@@ -133,11 +133,9 @@ subgid:
   sample: {"start": 1000065536, "count": 65536}
 """
 
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.webhosting.pods.plugins.module_utils.fileio import write_atomic
 from ansible_collections.webhosting.pods.plugins.module_utils.subid import (
     SubidError,
     plan,
@@ -153,31 +151,14 @@ def _read(path):
         return ""
 
 
-def _write(module, path, text):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        if os.path.exists(path):
-            st = os.stat(path)
-            os.chmod(tmp, st.st_mode & 0o7777)
-            os.chown(tmp, st.st_uid, st.st_gid)
-        else:
-            os.chmod(tmp, 0o644)
-        module.atomic_move(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_all(module, updates, result):
     """Write the (path, text) updates, unless in check mode."""
     if module.check_mode:
         return
     for path, text in updates:
         try:
-            _write(module, path, text)
+            # owner and mode: those of the file replaced; a new file: 0666 minus the umask
+            write_atomic(path, text, keep=True)
         except OSError as exc:
             module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
 
