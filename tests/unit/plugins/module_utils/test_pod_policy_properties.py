@@ -8,6 +8,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from pod_policy.dump import _PyDumper
 from podspec_helpers import assert_safe, make_hosting, patched, shop_pod, shop_policy
 
 C0 = "spec.containers[0]"
@@ -317,7 +318,7 @@ def check(text, policy):
     for line in result.warnings:
         assert line.isprintable() and ": " in line
     assert_safe(result.pod, policy)
-    assert pod_policy.dump_pod(result.pod) == pod_policy.dump_pod(result.pod, pod_policy._PyDumper)
+    assert pod_policy.dump_pod(result.pod) == pod_policy.dump_pod(result.pod, _PyDumper)
     return result
 
 

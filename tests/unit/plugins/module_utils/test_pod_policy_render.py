@@ -7,6 +7,8 @@ import stat
 import pod_policy
 import pytest
 import yaml
+from pod_policy import hostfiles
+from pod_policy.dump import _PyDumper
 from podspec_helpers import (
     DELETE,
     PROVIDER_POD,
@@ -404,7 +406,7 @@ def test_dump_is_deterministic_and_the_same_with_both_emitters(base):
         shop_policy(base),
     )
     text = pod_policy.dump_pod(result.pod)
-    assert text == pod_policy.dump_pod(result.pod, pod_policy._PyDumper)
+    assert text == pod_policy.dump_pod(result.pod, _PyDumper)
     assert text == yaml.safe_dump(
         result.pod, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
     )
@@ -482,7 +484,7 @@ def denied(target, real):
 
 
 def test_unreadable_directory(base, monkeypatch):
-    monkeypatch.setattr(pod_policy.os, "lstat", denied(base / "data" / "www", os.lstat))
+    monkeypatch.setattr(hostfiles.os, "lstat", denied(base / "data" / "www", os.lstat))
     errors, _ = outcome(shop_pod(), shop_policy(base))
     assert errors == [
         "spec.volumes[0].hostPath.path: /data/www cannot be checked (permission denied at "
@@ -569,7 +571,7 @@ def test_env_file_must_be_a_regular_file(base, kind):
 
 def test_env_file_unreadable(base, monkeypatch):
     env_file(base).write_text("A=1\n")
-    monkeypatch.setattr(pod_policy.os, "open", denied(env_file(base), os.open))
+    monkeypatch.setattr(hostfiles.os, "open", denied(env_file(base), os.open))
     errors, _ = outcome(shop_pod(), shop_policy(base))
     assert errors == [str(env_file(base)) + ": cannot be read (Permission denied)"]
 
@@ -583,7 +585,7 @@ def test_env_file_is_read_without_following_links(base, monkeypatch):
         flags_seen.append(flags)
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(pod_policy.os, "open", spy)
+    monkeypatch.setattr(hostfiles.os, "open", spy)
     render(shop_pod(), shop_policy(base))
     assert flags_seen and all(flags & os.O_NOFOLLOW for flags in flags_seen)
     assert stat.S_ISREG(os.lstat(env_file(base)).st_mode)

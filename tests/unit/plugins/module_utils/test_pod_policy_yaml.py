@@ -4,6 +4,7 @@ import time
 
 import pod_policy
 import pytest
+from pod_policy import yamlsafe
 from podspec_helpers import make_hosting, outcome, shop_policy, to_yaml
 
 BILLION_LAUGHS = """\
@@ -27,7 +28,7 @@ DOUBLING = "l0: &l0 [x, x]\n" + "".join(
 def reader(request, monkeypatch):
     """Run with libyaml's parser and with PyYAML's pure-Python one (hosts without libyaml)."""
     if request.param == "python":
-        monkeypatch.setattr(pod_policy, "_READER", pod_policy._PyEventReader)
+        monkeypatch.setattr(yamlsafe, "_READER", yamlsafe._PyEventReader)
     return request.param
 
 
@@ -38,7 +39,7 @@ def policy(tmp_path_factory):
 
 def load(text):
     try:
-        return pod_policy._load_yaml(text, "document")
+        return yamlsafe._load_yaml(text, "document")
     except pod_policy.PodSpecError as exc:
         return exc.errors
 

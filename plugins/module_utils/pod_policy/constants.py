@@ -1,0 +1,19 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to webhosting.pods
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Limits and the closed sets of values the policy engine accepts."""
+
+MAX_DOCUMENT_BYTES = 256 * 1024  # a pod spec or a policy file
+MAX_ALIASES = 100  # YAML aliases (*name) in one document
+MAX_NODES = 20000  # YAML nodes once every alias is expanded (the YAML-bomb guard)
+MAX_DEPTH = 40  # nesting depth, aliases expanded
+MAX_ENV_FILE_BYTES = 64 * 1024
+MAX_CONTAINERS_LIMIT = 100  # upper bound for the policy's max_containers
+DEFAULT_MAX_CONTAINERS = 10
+MAX_ID = 4294967294  # largest uid/gid
+
+NETWORK_MODES = ("default", "none", "pasta", "slirp4netns")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+RESERVED_LABEL_PREFIXES = ("io.podman.", "io.containers.")

@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to webhosting.pods
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checkers for single fields: each reports into a ``_Report`` and returns the value, or
+None when it is invalid; plus image references, CPU and memory amounts."""
+
+import re
+
+from .messages import _key, _kind, _show
+
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
+_ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*", re.ASCII)
+_CPU_RE = re.compile(r"([0-9]+(\.[0-9]{1,3})?|[0-9]+m)", re.ASCII)
+_MEMORY_RE = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?", re.ASCII)
+
+# Image references, after github.com/distribution/reference.
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = _ALNUM + r"(?:" + _SEPARATOR + _ALNUM + r")*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + r")*(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IMAGE_RE = re.compile(
+    r"(?:(?P<domain>" + _DOMAIN + r")/)?"
+    r"(?P<path>" + _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*)"
+    r"(?::(?P<tag>" + _TAG + r"))?"
+    r"(?:@(?P<digest>" + _DIGEST + r"))?",
+    re.ASCII,
+)
+_PATH_COMPONENT_RE = re.compile(_PATH_COMPONENT, re.ASCII)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _mapping(rep, path, value, allow_null=False):
+    if isinstance(value, dict):
+        return value
+    if value is None and allow_null:
+        return {}
+    rep.error(path, "must be a mapping, got %s" % _kind(value))
+    return None
+
+
+def _sequence(rep, path, value):
+    if isinstance(value, list):
+        return value
+    rep.error(path, "must be a list, got %s" % _kind(value))
+    return None
+
+
+def _text(rep, path, value, multiline=False):
+    if not isinstance(value, str):
+        hint = ""
+        if isinstance(value, (bool, int, float)):
+            hint = ' (quote it: "%s")' % (
+                ("true" if value else "false") if isinstance(value, bool) else value
+            )
+        rep.error(path, "must be a string, got %s%s" % (_kind(value), hint))
+        return None
+    if "\x00" in value:
+        rep.error(path, "must not contain a NUL character")
+        return None
+    if not multiline and ("\n" in value or "\r" in value):
+        rep.error(path, "must be a single line")
+        return None
+    return value
+
+
+def _boolean(rep, path, value):
+    if isinstance(value, bool):
+        return value
+    rep.error(path, "must be true or false, got %s" % _show(value))
+    return None
+
+
+def _port(rep, path, value):
+    if _is_int(value) and 1 <= value <= 65535:
+        return value
+    rep.error(path, "must be a port number between 1 and 65535, got %s" % _show(value))
+    return None
+
+
+def _dns_label(rep, path, value):
+    text = _text(rep, path, value)
+    if text is None:
+        return None
+    if not _DNS_LABEL_RE.fullmatch(text):
+        rep.error(
+            path,
+            "%s is not a valid name (lowercase letters, digits and '-', starting and "
+            "ending with a letter or digit, at most 63 characters)" % _show(text),
+        )
+        return None
+    return text
+
+
+def _ignore_unknown(rep, path, mapping, known):
+    for key in mapping:
+        if key not in known:
+            rep.warn(_key(path, key), "ignored")
+
+
+def _absolute_path(rep, path, value):
+    text = _text(rep, path, value)
+    if text is None:
+        return None
+    if not text.startswith("/"):
+        rep.error(path, "%s must be an absolute path" % _show(text))
+        return None
+    return text
+
+
+def _parse_image(reference):
+    """Split and normalise an image reference; None when invalid.  Returns
+    (registry, path, tag, digest, normalised reference)."""
+    if len(reference) > 512:
+        return None
+    match = _IMAGE_RE.fullmatch(reference)
+    if match is None:
+        return None
+    domain, path, tag, digest = match.group("domain", "path", "tag", "digest")
+    if domain is not None and not (
+        "." in domain or ":" in domain or domain == "localhost" or domain != domain.lower()
+    ):
+        # "library/nginx": the first component is part of the path, not a registry.
+        if not _PATH_COMPONENT_RE.fullmatch(domain):
+            return None
+        path = domain + "/" + path
+        domain = None
+    if domain is None:
+        domain = "docker.io"
+        if "/" not in path:
+            path = "library/" + path
+    if len(domain) + 1 + len(path) > 255:
+        return None
+    normalised = domain + "/" + path
+    if tag is not None:
+        normalised += ":" + tag
+    elif digest is None:
+        tag = "latest"
+        normalised += ":latest"
+    if digest is not None:
+        normalised += "@" + digest
+    return domain.lower(), path, tag, digest, normalised
+
+
+def _registry_allowed(registry, path, allowed):
+    if not allowed:
+        return True
+    name = registry + "/" + path
+    for prefix in allowed:
+        if name == prefix or name.startswith(prefix + "/"):
+            return True
+    return False
+
+
+def _cpu(value):
+    if _is_int(value) or isinstance(value, float):
+        if isinstance(value, float) and not value == value:  # NaN
+            return None
+        value = repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, str) and _CPU_RE.fullmatch(value) and float(value.rstrip("m")) > 0:
+        return value
+    return None
+
+
+def _memory(value):
+    if _is_int(value):
+        value = str(value)
+    if isinstance(value, str) and _MEMORY_RE.fullmatch(value):
+        number = re.match(r"[0-9.]+", value).group(0)
+        if float(number) > 0:
+            return value
+    return None
