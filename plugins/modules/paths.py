@@ -181,6 +181,11 @@ exists:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.webhosting.pods.plugins.module_utils.batch import (
+    BatchError,
+    run_batch,
+    summary,
+)
 from ansible_collections.webhosting.pods.plugins.module_utils.paths import (
     PathsError,
     converge,
@@ -270,33 +275,24 @@ def main():
 
     if p["prune"] or p["probe"]:
         module.fail_json(msg="prune and probe go inside each of groups, not beside it")
-    groups = {}
     diff_before, diff_after = [], []
-    names = [g["name"] for g in p["groups"]]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        module.fail_json(msg=f"groups: duplicate names: {', '.join(duplicates)}")
-    for group in p["groups"]:
-        try:
-            output, result = _one(module, group["paths"], group["prune"], group["probe"])
-        except PathsError as exc:
-            groups[group["name"]] = {"changed": False, "failed": True, "msg": str(exc)}
-            continue
-        groups[group["name"]] = output
+
+    def converge_group(group):
+        output, result = _one(module, group["paths"], group["prune"], group["probe"])
         before, after = diff_text(result)
         diff_before.append(before)
         diff_after.append(after)
-    output = {
-        "changed": any(g["changed"] for g in groups.values()),
-        "groups": groups,
-    }
+        return output
+
+    try:
+        batch = run_batch(p["groups"], converge_group, PathsError, "groups")
+    except BatchError as exc:
+        module.fail_json(msg=str(exc))
+    output = {"changed": batch.changed, "groups": batch.results}
     if module._diff:
         output["diff"] = {"before": "".join(diff_before), "after": "".join(diff_after)}
-    if groups and all(g.get("failed") for g in groups.values()):
-        module.fail_json(
-            msg="every group failed: " + "; ".join(f"{n}: {g['msg']}" for n, g in groups.items()),
-            **output,
-        )
+    if batch.all_failed:
+        module.fail_json(msg=summary("every group failed: ", batch.failures), **output)
     module.exit_json(**output)
 
 

@@ -210,6 +210,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.webhosting.pods.plugins.module_utils.batch import BatchError, run_batch
 from ansible_collections.webhosting.pods.plugins.module_utils.fileio import (
     group_id,
     octal_mode,
@@ -302,38 +303,40 @@ def _render(module, src, policy_source, dest, file_args, strict):
 
 
 def _render_many(module):
-    pods = {}
     diff_before, diff_after = [], []
-    names = [r["name"] for r in module.params["renders"]]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        module.fail_json(msg="renders: duplicate names: %s" % ", ".join(duplicates))
-    for item in module.params["renders"]:
+
+    def render(item):
         file_args = module.load_file_common_arguments(
             dict(module.params, owner=item["owner"], group=item["group"], mode=item["mode"]),
             path=item["dest"],
         )
-        try:
-            result, before, after = _render(
-                module,
-                item["src"],
-                item["policy"],
-                item["dest"],
-                file_args,
-                module.params["strict"],
-            )
-        except _Failed as exc:
-            pods[item["name"]] = dict(_without_rendered(exc.result), msg=exc.msg)
-            continue
-        except (IOError, OSError) as exc:
-            msg = "%s: %s" % (item["dest"], to_native(exc))
-            pods[item["name"]] = dict(changed=False, dest=item["dest"], errors=[], msg=msg)
-            continue
-        pods[item["name"]] = _without_rendered(result)
+        result, before, after = _render(
+            module,
+            item["src"],
+            item["policy"],
+            item["dest"],
+            file_args,
+            module.params["strict"],
+        )
         if result["changed"]:
             diff_before.append("# %s\n%s" % (item["dest"], before or ""))
             diff_after.append("# %s\n%s" % (item["dest"], after))
-    output = dict(changed=any(r["changed"] for r in pods.values()), pods=pods)
+        return _without_rendered(result)
+
+    def failure(item, exc):
+        if isinstance(exc, _Failed):
+            return dict(_without_rendered(exc.result), msg=exc.msg)
+        msg = "%s: %s" % (item["dest"], to_native(exc))
+        return dict(changed=False, dest=item["dest"], errors=[], msg=msg)
+
+    try:
+        # A pod that fails is reported in pods; the module itself does not fail for it.
+        batch = run_batch(
+            module.params["renders"], render, (_Failed, IOError, OSError), "renders", failure
+        )
+    except BatchError as exc:
+        module.fail_json(msg=str(exc))
+    output = dict(changed=batch.changed, pods=batch.results)
     if module._diff:
         output["diff"] = dict(before="".join(diff_before), after="".join(diff_after))
     module.exit_json(**output)

@@ -135,6 +135,11 @@ subgid:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.webhosting.pods.plugins.module_utils.batch import (
+    BatchError,
+    run_batch,
+    summary,
+)
 from ansible_collections.webhosting.pods.plugins.module_utils.fileio import write_atomic
 from ansible_collections.webhosting.pods.plugins.module_utils.subid import (
     SubidError,
@@ -161,6 +166,14 @@ def _write_all(module, updates, result):
             write_atomic(path, text, keep=True)
         except OSError as exc:
             module.fail_json(msg=f"{path}: cannot write: {to_native(exc)}", **result)
+
+
+def _files(p):
+    return (("subuid", p["subuid_path"]), ("subgid", p["subgid_path"]))
+
+
+def _diff(path, before, after):
+    return {"before": before, "after": after, "before_header": path, "after_header": path}
 
 
 def _plan(p, text, name, uid, path):
@@ -214,7 +227,7 @@ def main():
     diffs = []
     updates = []
     try:
-        for key, path in (("subuid", p["subuid_path"]), ("subgid", p["subgid_path"])):
+        for key, path in _files(p):
             before = _read(path)
             if p["state"] == "present":
                 after, allocation = _plan(p, before, p["name"], p["uid"], path)
@@ -223,14 +236,7 @@ def main():
                 after = render_removed(before, p["name"], p["uid"], path=path)
             if after != before:
                 updates.append((path, after))
-                diffs.append(
-                    {
-                        "before": before,
-                        "after": after,
-                        "before_header": path,
-                        "after_header": path,
-                    }
-                )
+                diffs.append(_diff(path, before, after))
     except SubidError as exc:
         module.fail_json(msg=to_native(exc), **result)
 
@@ -241,59 +247,45 @@ def main():
     module.exit_json(**result)
 
 
-def _plan_users(p, failed):
-    users = {u["name"]: {} for u in p["users"] if u["name"] not in failed}
-    newly = {}
-    updates, diffs = [], []
-    for key, path in (("subuid", p["subuid_path"]), ("subgid", p["subgid_path"])):
-        before = text = _read(path)
-        for user in p["users"]:
-            if user["name"] not in users or user["name"] in newly:
-                continue
-            try:
-                text, allocation = _plan(p, text, user["name"], user["uid"], path)
-            except SubidError as exc:
-                newly[user["name"]] = to_native(exc)
-                continue
-            users[user["name"]][key] = {"start": allocation.start, "count": allocation.count}
-        if text != before:
-            updates.append((path, text))
-            diffs.append(
-                {"before": before, "after": text, "before_header": path, "after_header": path}
-            )
-    return users, updates, diffs, newly
-
-
 def _many(module):
-    """O(users): every user planned against the text the previous users left."""
+    """O(users): every user planned against the files as the users before it left them."""
     p = module.params
     if p["state"] != "present":
         module.fail_json(msg="users is for state=present; remove ranges one user at a time")
-    names = [u["name"] for u in p["users"]]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        module.fail_json(msg=f"users: duplicate names: {', '.join(duplicates)}")
-    failed = {}
-    while True:
-        # Planned again without the users that failed, so that a user failing in the gid
-        # file leaves no range behind in the uid file either.
-        users, updates, diffs, newly = _plan_users(p, failed)
-        if not newly:
-            break
-        failed.update(newly)
+    files = _files(p)
+    before = {key: _read(path) for key, path in files}
+    texts = dict(before)
+    failed_in = {}
+
+    def allocate(user):
+        # Both ranges or neither: a user failing in the gid file leaves no range behind
+        # in the uid file either.
+        planned, ranges = {}, {}
+        for key, path in files:
+            failed_in[user["name"]] = key
+            planned[key], allocation = _plan(p, texts[key], user["name"], user["uid"], path)
+            ranges[key] = {"start": allocation.start, "count": allocation.count}
+        texts.update(planned)
+        return ranges
+
+    try:
+        batch = run_batch(p["users"], allocate, SubidError, "users")
+    except BatchError as exc:
+        module.fail_json(msg=str(exc))
+    # the users failing in the uid file first, then those failing in the gid file
+    order = [key for key, _path in files]
+    failed = dict(sorted(batch.failures.items(), key=lambda f: order.index(failed_in[f[0]])))
+    changed = [(key, path) for key, path in files if texts[key] != before[key]]
     result = {
-        "changed": bool(updates),
-        "users": users,
+        "changed": bool(changed),
+        "users": {name: r for name, r in batch.results.items() if name not in failed},
         "failed_users": failed,
     }
     if module._diff:
-        result["diff"] = diffs
-    if failed and not users:
-        module.fail_json(
-            msg="no user could be allocated: " + "; ".join(f"{n}: {m}" for n, m in failed.items()),
-            **result,
-        )
-    _write_all(module, updates, result)
+        result["diff"] = [_diff(path, before[key], texts[key]) for key, path in changed]
+    if batch.all_failed:
+        module.fail_json(msg=summary("no user could be allocated: ", failed), **result)
+    _write_all(module, [(path, texts[key]) for key, path in changed], result)
     module.exit_json(**result)
 
 

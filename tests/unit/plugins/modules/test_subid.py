@@ -269,3 +269,25 @@ def test_module_many_users_a_bad_one_is_left_out_of_both_files(capsys, files):
     assert "shop" in read(files["subuid_path"]) and "shop" in read(files["subgid_path"])
     alone = _run(capsys, users=[{"name": "blog", "uid": 10002}], **files)
     assert alone["failed"] is True and alone["msg"].startswith("no user could be allocated: blog:")
+
+
+def test_module_many_users_every_one_failing_or_names_repeating(capsys, files):
+    # shop is broken in the uid file, blog only in the gid file: the message lists the
+    # uid file's failures first, as the files are read
+    with open(files["subuid_path"], "a") as handle:
+        handle.write("shop:1:2\nshop:3:4\n")
+    with open(files["subgid_path"], "a") as handle:
+        handle.write("blog:1:2\nblog:3:4\n")
+    before = {k: read(v) for k, v in files.items()}
+    users = [{"name": "blog", "uid": 10002}, {"name": "shop", "uid": 10001}]
+    out = _run(capsys, users=users, **files)
+    assert out["failed"] is True and out["users"] == {}
+    assert list(out["failed_users"]) == ["shop", "blog"]
+    assert out["msg"] == (
+        f"no user could be allocated: shop: {out['failed_users']['shop']}; "
+        f"blog: {out['failed_users']['blog']}"
+    )
+    assert out["failed_users"]["blog"].startswith(files["subgid_path"])
+    assert {k: read(v) for k, v in files.items()} == before
+    twice = _run(capsys, users=users + users[:1], **files)
+    assert twice["failed"] is True and twice["msg"] == "users: duplicate names: blog"
