@@ -24,8 +24,8 @@ import fnmatch
 import hashlib
 import os
 import stat
-import subprocess
 
+from ansible_collections.webhosting.pods.plugins.module_utils.command import CommandError, run
 from ansible_collections.webhosting.pods.plugins.module_utils.fileio import (
     open_nofollow,
     read_nofollow,
@@ -257,16 +257,8 @@ def _validate(path, tmp, argv):
     file is not replaced when it fails. An argv list: no shell ever parses it."""
     command = [arg.replace("%s", tmp) for arg in argv]
     try:
-        proc = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=120,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = run(command, timeout=120)
+    except CommandError as exc:
         raise PathsError(f"{path}: validate: cannot run {command[0]}: {exc}") from None
     if proc.returncode != 0:
         output = " ".join((proc.stderr or proc.stdout).replace(tmp, path).split())[:2000]
