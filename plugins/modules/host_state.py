@@ -166,238 +166,63 @@ ansible_facts:
     getent_passwd: {"shop": ["x", "10001", "10001", "", "/home/shop", "/usr/sbin/nologin"]}
 """
 
-import errno
-import os
-import pwd
-import struct
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_native
-
-# Linux POSIX ACL extended attribute: a u32 version (2), then entries of u16 tag,
-# u16 permissions, u32 id (little endian). Tag 2 is a named user (ACL_USER).
-_ACL_VERSION = 2
-_ACL_USER = 0x02
-_ENTRY = struct.Struct("<HHI")
-
-
-def acl_user_entries(data):
-    """{uid: permission bits} of the named-user entries of an ACL xattr value."""
-    if len(data) < 4 or struct.unpack_from("<I", data)[0] != _ACL_VERSION:
-        raise ValueError("not a version 2 POSIX ACL")
-    entries = {}
-    for offset in range(4, len(data) - _ENTRY.size + 1, _ENTRY.size):
-        tag, perm, ident = _ENTRY.unpack_from(data, offset)
-        if tag == _ACL_USER:
-            entries[ident] = perm
-    return entries
+from ansible_collections.webhosting.pods.plugins.module_utils.host_state import (
+    HostStateError,
+    exists,
+    read_acls,
+    read_certificates,
+    read_getent,
+    read_units,
+)
 
 
-def perm_letters(bits):
-    return "".join(letter if bits & bit else "-" for letter, bit in (("r", 4), ("w", 2), ("x", 1)))
-
-
-def _acl(path, user, default):
-    uid = pwd.getpwnam(user).pw_uid
-    name = "system.posix_acl_default" if default else "system.posix_acl_access"
-    try:
-        data = os.getxattr(path, name, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOENT, errno.ENOTSUP, errno.EOPNOTSUPP):
-            return None
-        raise
-    bits = acl_user_entries(data).get(uid)
-    return None if bits is None else perm_letters(bits)
-
-
-def parse_show(text):
-    """Blocks of `systemctl show` (separated by empty lines) as {Id: {key: value}}."""
-    units = {}
-    for block in text.strip().split("\n\n"):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if "Id" in props:
-            units[props["Id"]] = props
-    return units
-
-
-_SHOW = ["show", "--property=Id,LoadState,ActiveState,UnitFileState", "--"]
-# User managers asked at once: each `systemctl --user --machine=NAME@` mostly waits for
-# D-Bus (about 60 ms), so a host with many hostings is read in a fraction of the time.
-_PARALLEL = 8
-
-
-def _show_one(argv):
-    """(units, problem) of one `systemctl ... show` command line."""
-    try:
-        proc = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=dict(os.environ, LC_ALL="C"),
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {}, to_native(exc)
-    if proc.returncode != 0:
-        return {}, (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
-    return parse_show(proc.stdout), None
-
-
-def _show_users(systemctl, users):
-    """(units, problem) of `systemctl show` in each user's manager, in the order given."""
-    argvs = [[systemctl, "--user", f"--machine={u['name']}@"] + _SHOW + u["units"] for u in users]
-    if not argvs:
-        return []
-    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(argvs))) as pool:
-        return list(pool.map(_show_one, argvs))
-
-
-def _certificate(path):
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return {"exists": False, "dns_names": [], "not_after": None}
-    from cryptography import x509
-
-    cert = x509.load_pem_x509_certificate(data)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = sorted(san.value.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        names = []
-    after = getattr(cert, "not_valid_after_utc", None)
-    if after is None:  # cryptography < 42
-        after = cert.not_valid_after
-        text = after.isoformat() + "+00:00"
-    else:
-        text = after.isoformat()
-    return {"exists": True, "dns_names": names, "not_after": text}
-
-
-def parse_getent(text):
-    """getent's lines as {key: [the other fields]} (the first entry of a key wins, as NSS
-    lookups by name do)."""
-    entries = {}
-    for line in text.splitlines():
-        if line:
-            fields = line.split(":")
-            entries.setdefault(fields[0], fields[1:])
-    return entries
-
-
-def _getent(module, databases):
-    if not databases:
-        return {}
-    getent = module.get_bin_path("getent", required=True)
-    facts = {}
-    for item in databases:
-        rc, out, err = module.run_command([getent, item["database"], "--"] + item["keys"])
-        # 2: one of the keys is not in the database
-        if rc not in (0, 2) or (rc == 2 and not item["keys"]):
-            module.fail_json(msg=f"getent {item['database']}: {(err or out).strip() or rc}")
-        facts[f"getent_{item['database']}"] = parse_getent(out)
-    return facts
+def _list_of(options):
+    """The spec of a list of dicts with these options, empty by default."""
+    return {"type": "list", "elements": "dict", "default": [], "options": options}
 
 
 def main():
     module = AnsibleModule(
         argument_spec={
             "system_units": {"type": "list", "elements": "str", "default": []},
-            "users": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
+            "users": _list_of(
+                {
                     "name": {"type": "str", "required": True},
                     "uid": {"type": "int", "required": True},
                     "units": {"type": "list", "elements": "str", "default": []},
-                },
-            },
-            "acls": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
+                }
+            ),
+            "acls": _list_of(
+                {
                     "path": {"type": "path", "required": True},
                     "user": {"type": "str", "required": True},
                     "default": {"type": "bool", "default": False},
-                },
-            },
+                }
+            ),
             "certificates": {"type": "list", "elements": "path", "default": []},
             "exists": {"type": "list", "elements": "path", "default": []},
-            "getent": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
+            "getent": _list_of(
+                {
                     "database": {"type": "str", "required": True},
                     "keys": {"type": "list", "elements": "str", "default": []},
-                },
-            },
+                }
+            ),
         },
         supports_check_mode=True,
     )
     p = module.params
     systemctl = module.get_bin_path("systemctl", required=bool(p["system_units"] or p["users"]))
-    managers = [f"user@{u['uid']}.service" for u in p["users"]]
-    wanted = list(dict.fromkeys(p["system_units"] + managers))
-    shown, problem = _show_one([systemctl] + _SHOW + wanted) if wanted else ({}, None)
-    if problem:
-        module.fail_json(msg=f"systemctl show: {problem}")
-    system = {
-        unit: {
-            "load": shown.get(unit, {}).get("LoadState", ""),
-            "active": shown.get(unit, {}).get("ActiveState", ""),
-            "file": shown.get(unit, {}).get("UnitFileState", ""),
-        }
-        for unit in wanted
-    }
-    users = {}
-    asked = []
-    for user, manager in zip(p["users"], managers):
-        state = system[manager]["active"]
-        users[user["name"]] = {"manager": state, "units": {unit: "" for unit in user["units"]}}
-        if state == "active" and user["units"]:
-            asked.append(user)
-    for user, (shown, problem) in zip(asked, _show_users(systemctl, asked)):
-        entry = users[user["name"]]
-        if problem:
-            entry["error"] = problem
-        for unit in user["units"]:
-            entry["units"][unit] = shown.get(unit, {}).get("ActiveState", "")
-
-    acls = {}
-    for item in p["acls"]:
-        key = item["path"] + (":default" if item["default"] else "")
-        try:
-            value = _acl(item["path"], item["user"], item["default"])
-        except KeyError:
-            module.fail_json(msg=f"acls: no such user {item['user']!r}")
-        except (OSError, ValueError) as exc:
-            module.fail_json(msg=f"{item['path']}: cannot read its ACL: {to_native(exc)}")
-        acls.setdefault(key, {})[item["user"]] = value
-
-    certificates = {}
-    for path in p["certificates"]:
-        try:
-            certificates[path] = _certificate(path)
-        except ImportError:
-            module.fail_json(msg="certificates need python3-cryptography on the managed host")
-        except (OSError, ValueError) as exc:
-            certificates[path] = {
-                "exists": True,
-                "dns_names": [],
-                "not_after": None,
-                "error": to_native(exc),
-            }
-
-    facts = _getent(module, p["getent"])
+    try:
+        system, users = read_units(systemctl, p["system_units"], p["users"])
+        acls = read_acls(p["acls"])
+        certificates = read_certificates(p["certificates"])
+        facts = {}
+        if p["getent"]:
+            getent = module.get_bin_path("getent", required=True)
+            facts = read_getent(getent, p["getent"], module.run_command)
+    except HostStateError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(
         changed=False,
         ansible_facts=facts,
@@ -405,7 +230,7 @@ def main():
         users=users,
         acls=acls,
         certificates=certificates,
-        exists={path: os.path.lexists(path) for path in p["exists"]},
+        exists=exists(p["exists"]),
     )
 
 

@@ -1,17 +1,27 @@
-"""webhosting.pods.host_state: the ACL reader against ACLs the kernel accepted, the
-certificate reader against real certificates, `systemctl show` parsing. The units part
-runs against real managers in molecule (the roles decide from it what to converge)."""
+"""webhosting.pods.host_state: its logic (plugins/module_utils/host_state.py) called
+directly - the ACL reader against ACLs the kernel accepted, the certificate reader against
+real certificates, `systemctl show` and getent parsing, the units read through a stand-in
+for systemctl - and the module run for real. The units part runs against real managers in
+molecule (the roles decide from it what to converge)."""
 
 import datetime
 import os
 import struct
 
 import pytest
-from ansible_collections.webhosting.pods.plugins.modules.host_state import (
+from ansible_collections.webhosting.pods.plugins.module_utils import host_state
+from ansible_collections.webhosting.pods.plugins.module_utils.host_state import (
+    SHOW,
+    HostStateError,
     acl_user_entries,
+    exists,
     parse_getent,
     parse_show,
     perm_letters,
+    read_acls,
+    read_certificates,
+    read_getent,
+    read_units,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -105,15 +115,17 @@ def test_module_reads_certificates(tmp_path):
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
     paths = [str(pem), str(tmp_path / "missing.pem"), str(garbage)]
-    out = run_module_file("host_state", tmp_path, certificates=paths)
-    assert out["certificates"][str(pem)] == {
+    certificates = read_certificates(paths)
+    assert certificates[str(pem)] == {
         "exists": True,
         "dns_names": ["shop.example", "www.shop.example"],
         "not_after": "2030-01-02T03:04:05+00:00",
     }
-    assert out["certificates"][paths[1]] == {"exists": False, "dns_names": [], "not_after": None}
-    assert out["certificates"][paths[2]]["exists"] is True
-    assert out["certificates"][paths[2]]["error"]
+    assert certificates[paths[1]] == {"exists": False, "dns_names": [], "not_after": None}
+    assert certificates[paths[2]]["exists"] is True
+    assert certificates[paths[2]]["error"]
+    out = run_module_file("host_state", tmp_path, certificates=paths)
+    assert out["certificates"] == certificates
 
 
 def test_parse_show_blocks():
@@ -167,3 +179,111 @@ def test_module_reads_getent_databases_like_the_getent_module(tmp_path):
 )
 def test_parse_getent(text, entries):
     assert parse_getent(text) == entries
+
+
+def fake_show(replies):
+    """A stand-in for host_state.show: the reply (text or a problem) per command line."""
+    calls = []
+
+    def show(argv):
+        calls.append(argv)
+        reply = replies[" ".join(argv)]
+        return (parse_show(reply), None) if reply.startswith("Id=") else ({}, reply)
+
+    return show, calls
+
+
+def unit(name, active, load="loaded", file="static"):
+    return f"Id={name}\nLoadState={load}\nActiveState={active}\nUnitFileState={file}\n\n"
+
+
+def test_read_units_asks_running_managers_only():
+    users = [
+        {"name": "shop", "uid": 10001, "units": ["webhosting-pod.service", "x.timer"]},
+        {"name": "blog", "uid": 10002, "units": ["webhosting-pod.service"]},
+        {"name": "wiki", "uid": 10003, "units": ["webhosting-pod.service"]},
+        {"name": "idle", "uid": 10004, "units": []},
+    ]
+    system_argv = (
+        ["/bin/systemctl"]
+        + SHOW
+        + [
+            "trigger@shop.path",
+            "user@10001.service",
+            "user@10002.service",
+            "user@10003.service",
+            "user@10004.service",
+        ]
+    )
+    user_argv = ["/bin/systemctl", "--user"]
+    show, calls = fake_show(
+        {
+            " ".join(system_argv): unit("trigger@shop.path", "active", file="enabled")
+            + unit("user@10001.service", "active")
+            + unit("user@10002.service", "inactive")
+            + unit("user@10003.service", "active")
+            + unit("user@10004.service", "active"),
+            " ".join(user_argv + ["--machine=shop@"] + SHOW + users[0]["units"]): unit(
+                "webhosting-pod.service", "failed"
+            ),
+            " ".join(user_argv + ["--machine=wiki@"] + SHOW + users[2]["units"]): "no bus",
+        }
+    )
+    system, states = read_units("/bin/systemctl", ["trigger@shop.path"], users, show=show)
+    assert system["trigger@shop.path"] == {"load": "loaded", "active": "active", "file": "enabled"}
+    assert system["user@10002.service"]["active"] == "inactive"
+    assert states == {
+        "shop": {"manager": "active", "units": {"webhosting-pod.service": "failed", "x.timer": ""}},
+        "blog": {"manager": "inactive", "units": {"webhosting-pod.service": ""}},
+        "wiki": {"manager": "active", "units": {"webhosting-pod.service": ""}, "error": "no bus"},
+        "idle": {"manager": "active", "units": {}},
+    }
+    assert len(calls) == 3  # the system manager, shop's and wiki's
+
+
+def test_read_units_fails_when_the_system_manager_cannot_be_asked():
+    show, _calls = fake_show({" ".join(["systemctl"] + SHOW + ["a.path"]): "Access denied"})
+    with pytest.raises(HostStateError, match="^systemctl show: Access denied$"):
+        read_units("systemctl", ["a.path"], [], show=show)
+    show, calls = fake_show({})
+    assert read_units(None, [], [], show=show) == ({}, {}) and calls == []
+
+
+def test_read_getent_through_a_stand_in():
+    replies = {
+        ("getent", "passwd", "--"): (0, "root:x:0:0::/root:/bin/sh\n", ""),
+        ("getent", "group", "--", "root", "nope"): (2, "root:x:0:\n", ""),
+        ("getent", "shadow", "--"): (2, "", ""),
+        ("getent", "bogus", "--"): (1, "", "Unknown database: bogus\n"),
+    }
+
+    def run_command(argv):
+        return replies[tuple(argv)]
+
+    facts = read_getent(
+        "getent",
+        [{"database": "passwd", "keys": []}, {"database": "group", "keys": ["root", "nope"]}],
+        run_command,
+    )
+    assert facts == {
+        "getent_passwd": {"root": ["x", "0", "0", "", "/root", "/bin/sh"]},
+        "getent_group": {"root": ["x", "0", ""]},
+    }
+    with pytest.raises(HostStateError, match="^getent shadow: 2$"):
+        read_getent("getent", [{"database": "shadow", "keys": []}], run_command)
+    with pytest.raises(HostStateError, match="^getent bogus: Unknown database: bogus$"):
+        read_getent("getent", [{"database": "bogus", "keys": []}], run_command)
+
+
+def test_read_acls_errors(tmp_path, monkeypatch):
+    with pytest.raises(HostStateError, match="^acls: no such user 'no-such'$"):
+        read_acls([{"path": str(tmp_path), "user": "no-such", "default": False}])
+    monkeypatch.setattr(host_state.os, "getxattr", lambda *a, **k: b"junk")
+    with pytest.raises(HostStateError, match="cannot read its ACL: not a version 2 POSIX ACL"):
+        read_acls([{"path": str(tmp_path), "user": "root", "default": False}])
+
+
+def test_exists_does_not_follow_a_symlink(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    paths = [str(tmp_path / "dangling"), str(tmp_path / "nowhere")]
+    assert exists(paths) == {paths[0]: True, paths[1]: False}
