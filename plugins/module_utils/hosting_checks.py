@@ -152,8 +152,7 @@ def todo_reasons(model, run):
 
     `run` holds the results of the role's host-wide calls: passwd, groups, shadow (getent
     tables), files (paths groups), pods (pod_spec results), users and system (host_state),
-    exists (host_state probes), failed_subids (names), trigger_units_changed and
-    forward_script_changed (bools).
+    exists (host_state probes), failed_subids (names), trigger_units_changed (bool).
     """
     name = model["name"]
     passwd, groups = run.get("passwd") or {}, run.get("groups") or {}
@@ -198,12 +197,6 @@ def todo_reasons(model, run):
         reasons.append(f"{model['trigger_unit']} not watching")
     if run.get("trigger_units_changed"):
         reasons.append("restart trigger units changed")
-    if (
-        run.get("forward_script_changed")
-        and model["socket_units"]
-        and state.get("units", {}).get(model["unit"]) == "active"
-    ):
-        reasons.append("socket forwarder script changed")
     return reasons
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pod_policy
 import pytest
@@ -337,15 +338,21 @@ elif args[:2] == ["pod", "rm"]:
     if os.path.exists(running):
         os.unlink(running)
     print(args[-1])
-elif args[0] == "unshare":
-    sock = args[args.index("-l") + 1]
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(sock)
-    listener.listen(1)
-    time.sleep(120)
 else:
     fail("unexpected call %r" % (args,))
 '''
+
+# A stand-in for nsenter, which the forwarder execs: records argv, listens on the socket.
+FAKE_NSENTER = """\
+#!{python}
+import json, os, socket, sys, time
+with open(os.path.join(os.environ["FAKE_PODMAN_STATE"], "calls"), "a") as log:
+    log.write(json.dumps(["nsenter"] + sys.argv[1:]) + "\\n")
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[sys.argv.index("-l") + 1])
+listener.listen(1)
+time.sleep(120)
+"""
 
 
 @pytest.fixture
@@ -354,9 +361,10 @@ def fake_podman(tmp_path):
     directory.mkdir()
     state = tmp_path / "podman-state"
     state.mkdir()
-    script = directory / "podman"
-    script.write_text(FAKE_PODMAN.format(python=sys.executable))
-    script.chmod(0o755)
+    for name, text in (("podman", FAKE_PODMAN), ("nsenter", FAKE_NSENTER)):
+        script = directory / name
+        script.write_text(text.format(python=sys.executable))
+        script.chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (directory, os.environ["PATH"]))
     env["FAKE_PODMAN_STATE"] = str(state)
     started = []
@@ -408,12 +416,21 @@ def test_start_status_stop(hosting, fake_podman):
     assert recorded[0] == ["kube", "play", "--replace", str(rendered)]
     assert recorded[1] == ["pod", "inspect", "--format", "{{.InfraContainerID}}", "mycontainertest"]
     assert recorded[2][:2] == ["container", "inspect"]
+    # the forwarder: the same argv as a pod host's socket unit (userpod forward)
     forwarder = recorded[3]
-    assert forwarder[:3] == ["unshare", "nsenter", "--net=/proc/4242/ns/net"]
-    assert forwarder[3].endswith("systemd-socket-activate")
-    assert forwarder[4:6] == ["-l", str(sock)]
-    assert forwarder[6].endswith("systemd-socket-proxyd")
-    assert forwarder[7] == "127.0.0.1:8080"
+    assert forwarder[:6] == [
+        "nsenter",
+        "--target=4242",
+        "--user",
+        "--net",
+        "--preserve-credentials",
+        "--",
+    ]
+    assert forwarder[6].endswith("systemd-socket-activate")
+    assert forwarder[7:9] == ["-l", str(sock)]
+    assert forwarder[9].endswith("systemd-socket-proxyd")
+    assert forwarder[10] == "127.0.0.1:8080"
+    assert len(forwarder) == 11
 
     status = userpod("status", pod_file, policy_file, env=env)
     assert (status.returncode, status.stdout) == (
@@ -526,3 +543,82 @@ def _umask():
     value = os.umask(0)
     os.umask(value)
     return value
+
+
+def test_play_is_the_same_runner_as_start(hosting, fake_podman):
+    """The pod unit's `userpod play` runs podman with the argv `userpod start` uses, plus
+    what systemd needs (service container, log file); the policy's network applies."""
+    base, pod_file, policy_file = hosting
+    env, state, started = fake_podman
+    started.append(forwarder_pidfile(base))
+    policy_file.write_text(policy_file.read_text() + "network: none\n")
+    assert userpod("start", pod_file, policy_file, env=env).returncode == 0
+    by_start = calls(state)[0]
+    assert userpod("stop", pod_file, policy_file, env=env).returncode == 0
+    rendered = by_start[-1]
+    log = str(base / "logs" / "pod.log")
+    played = userpod("play", "--service", "--log", log, rendered, policy_file, env=env)
+    assert played.returncode == 0, played.stderr
+    by_play = calls(state)[-1]
+    assert by_play == [
+        "kube",
+        "play",
+        "--replace",
+        "--service-container=true",
+        "--log-driver=k8s-file",
+        "--log-opt=path=%s" % log,
+        "--network",
+        "none",
+        rendered,
+    ]
+    assert [a for a in by_play if a not in by_start] == [
+        "--service-container=true",
+        "--log-driver=k8s-file",
+        "--log-opt=path=%s" % log,
+    ]
+
+
+def test_forward_is_the_same_runner_as_start(hosting, fake_podman):
+    base, pod_file, policy_file = hosting
+    env, state, started = fake_podman
+    started.append(forwarder_pidfile(base))
+    assert userpod("start", pod_file, policy_file, env=env).returncode == 0
+    by_start = calls(state)[3]
+    assert userpod("stop", pod_file, policy_file, env=env).returncode == 0
+    (Path(env["FAKE_PODMAN_STATE"]) / "running").touch()  # the pod runs (systemd started it)
+    process = subprocess.Popen(
+        [sys.executable, str(USERPOD), "forward", "--connections-max=64", str(policy_file), "8080"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        sock = base / "tmp" / "run" / "8080"
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+        by_forward = calls(state)[-1]
+        assert by_forward == by_start[:-1] + ["--connections-max=64", by_start[-1]]
+        chmod = userpod("forward", "--chmod", policy_file, "8080", env=env)
+        assert chmod.returncode == 0, chmod.stderr
+        assert stat.S_IMODE(os.lstat(sock).st_mode) == 0o660
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_forward_refuses_other_ports_and_links(hosting, fake_podman):
+    base, _pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    other = userpod("forward", policy_file, "9999", env=env)
+    assert other.returncode == 1
+    assert "port 9999 is not a socket port of hosting mycontainertest (8080)" in other.stderr
+    (Path(env["FAKE_PODMAN_STATE"]) / "running").touch()
+    (base / "tmp" / "run" / "8080").symlink_to("/etc/passwd")
+    linked = userpod("forward", policy_file, "8080", env=env)
+    assert linked.returncode == 3
+    assert "is a symlink; refusing to touch it" in linked.stderr
+    assert os.path.islink(base / "tmp" / "run" / "8080")
+    assert not any(call[0] == "nsenter" for call in calls(state))

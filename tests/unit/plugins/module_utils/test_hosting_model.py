@@ -264,7 +264,6 @@ def test_todo_converged_hosting_has_no_reason():
             "webhosting-socket@8080.service failed",
         ),
         (lambda r, m: r["system"].clear(), "webhosting-trigger@shop.path not watching"),
-        (lambda r, m: r.update(forward_script_changed=True), "socket forwarder script changed"),
     ],
 )
 def test_todo_reasons(mutate, reason):
