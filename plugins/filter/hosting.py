@@ -38,6 +38,11 @@ def hosting_plan(hostings, settings, limit=None):
         raise AnsibleFilterError(f"hosting_plan: {exc!r}") from exc
 
 
+def hosting_published(hostings, settings):
+    settings = _plain(settings)
+    return {h["name"]: hm.published(hm.layout(h, settings)) for h in _plain(hostings)}
+
+
 def hosting_preflight(hostings, settings, getent, limit=None):
     getent = _plain(getent)
     return hc.preflight_errors(
@@ -92,6 +97,7 @@ class FilterModule:
         return {
             "hosting_plan": hosting_plan,
             "hosting_preflight": hosting_preflight,
+            "hosting_published": hosting_published,
             "hosting_renders": hosting_renders,
             "hosting_todo": hosting_todo,
             "ingress_plan": ingress_plan,
