@@ -11,6 +11,10 @@ DEMO_HOST ?= demo
 DEMO_INVENTORY ?= inventories/demo/hosts.yml
 STAMP     := $(VENV)/.installed
 COLLECTION_LINK := .collections/ansible_collections/webhosting/pods
+# The lowest ansible-core meta/runtime.yml claims (make compat tests it: its newest patch).
+COMPAT_VENV ?= .venv-compat
+COMPAT_CORE := $(shell sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' meta/runtime.yml)
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(COMPAT_CORE)
 
 # lab/bin first: its nsenter moves Ansible's process into the lab host's own cgroup
 # before entering it (systemd 257's logind refuses linger otherwise; docs/lab.md).
@@ -25,7 +29,7 @@ LAB_CMD := $(value CMD)
 export LAB_CMD
 unexport CMD
 
-.PHONY: help deps venv collection lab demo converge lab-exec lab-down lint unit molecule test clean
+.PHONY: help deps venv collection lab demo converge lab-exec lab-down lint unit molecule compat test clean
 
 help:
 	@echo "make demo      set up everything and run site.yml against the demo lab host"
@@ -79,7 +83,19 @@ unit: venv
 molecule: deps venv collection
 	molecule test --all
 
-test: lint unit molecule
+$(COMPAT_STAMP): requirements.txt meta/runtime.yml | $(STAMP)
+	test -n "$(COMPAT_CORE)"
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check "ansible-core~=$(COMPAT_CORE).0" \
+	    $$(grep -E '^(pytest|hypothesis|PyYAML)==' requirements.txt)
+	touch $@
+
+# The unit tests of the plugins and a converge of the demo lab host with the lowest
+# ansible-core claimed (lab/compat-check).
+compat: deps venv collection $(COMPAT_STAMP)
+	bash lab/compat-check $(COMPAT_VENV)
+
+test: lint unit molecule compat
 
 clean:
 	rm -rf .collections .pytest_cache .ruff_cache .hypothesis
