@@ -169,26 +169,9 @@ def render_removed(text, name, uid, path="subid file"):
     return "".join(line + "\n" for line in kept)
 
 
-def plan(
-    text,
-    name,
-    uid,
-    count=DEFAULT_COUNT,
-    base=100000,
-    uid_min=1000,
-    max_id=MAX_ID,
-    path="subid file",
-):
-    """Return (new_text, allocation) for ensuring ``name`` has a range in one file."""
+def plan(text, name, uid, path="subid file", **settings):
+    """Return (new_text, allocation) for ensuring ``name`` has a range in one file;
+    ``settings`` are those of allocate() (count, base, uid_min, max_id)."""
     _lines, entries = parse(text, path)
-    allocation = allocate(
-        entries,
-        name,
-        uid,
-        count=count,
-        base=base,
-        uid_min=uid_min,
-        max_id=max_id,
-        path=path,
-    )
+    allocation = allocate(entries, name, uid, path=path, **settings)
     return render_added(text, name, allocation), allocation

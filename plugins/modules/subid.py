@@ -178,16 +178,8 @@ def _diff(path, before, after):
 
 def _plan(p, text, name, uid, path):
     """plan() with the module's range settings."""
-    return plan(
-        text,
-        name,
-        uid,
-        count=p["count"],
-        base=p["base"],
-        uid_min=p["uid_min"],
-        max_id=p["max_id"],
-        path=path,
-    )
+    settings = {key: p[key] for key in ("count", "base", "uid_min", "max_id")}
+    return plan(text, name, uid, path=path, **settings)
 
 
 def main():
