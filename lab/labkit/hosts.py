@@ -7,7 +7,7 @@ import os
 from . import config
 from .config import MARKER_ENV, NAME_RE
 from .procs import all_pids, proc_environ_has, proc_matches, proc_path, proc_stat, stat_key
-from .util import LabError, flock, read_text, run, warn, write_file
+from .util import LabError, flock, read_json, read_text, run, warn, write_file
 
 
 def check_name(name):
@@ -34,13 +34,7 @@ def host_lock(name):
 
 
 def load_state(name):
-    data = read_text(os.path.join(host_dir(name), "state.json"))
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
+    return read_json(os.path.join(host_dir(name), "state.json"))
 
 
 def save_state(name, st):

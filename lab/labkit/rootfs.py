@@ -16,6 +16,7 @@ from .util import (
     clean_env,
     flock,
     fmt_s,
+    read_json,
     read_text,
     replace_file,
     run,
@@ -31,13 +32,7 @@ def rootfs_dir(release):
 
 def rootfs_info(release):
     """The marker of the cached rootfs, or None if missing/incomplete."""
-    data = read_text(os.path.join(rootfs_dir(release), ROOTFS_MARKER))
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
+    return read_json(os.path.join(rootfs_dir(release), ROOTFS_MARKER))
 
 
 def rootfs_current(release):

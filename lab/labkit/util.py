@@ -3,6 +3,7 @@
 
 import contextlib
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -124,6 +125,17 @@ def read_text(path, default=None):
             return fh.read()
     except OSError:
         return default
+
+
+def read_json(path):
+    """The JSON document in path, or None if the file is missing, empty or not JSON."""
+    data = read_text(path)
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager
