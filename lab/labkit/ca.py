@@ -14,6 +14,32 @@ def ca_dir():
     return os.path.join(config.CACHE_DIR, "ca")
 
 
+def _openssl_req_new_key(kind, key, out, more, what):
+    """`openssl req KIND` with a new P-256 key (unencrypted) in key; its output in out.
+
+    kind: -x509 (a self-signed certificate) or -new (a certificate request).
+    """
+    run(
+        [
+            "openssl",
+            "req",
+            kind,
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            out,
+            *more,
+        ],
+        capture=True,
+        what=what,
+    )
+
+
 def ensure_ca():
     d = ca_dir()
     if os.path.isfile(os.path.join(d, "ca.pem")) and os.path.isfile(os.path.join(d, "ca.key")):
@@ -24,20 +50,11 @@ def ensure_ca():
             return d
         tmp = tempfile.mkdtemp(dir=config.CACHE_DIR, prefix=".ca-")
         os.chmod(tmp, 0o700)
-        run(
+        _openssl_req_new_key(
+            "-x509",
+            os.path.join(tmp, "ca.key"),
+            os.path.join(tmp, "ca.pem"),
             [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                os.path.join(tmp, "ca.key"),
-                "-out",
-                os.path.join(tmp, "ca.pem"),
                 "-days",
                 "3650",
                 "-subj",
@@ -47,7 +64,6 @@ def ensure_ca():
                 "-addext",
                 "keyUsage=critical,keyCertSign,cRLSign",
             ],
-            capture=True,
             what="openssl (lab CA)",
         )
         os.chmod(os.path.join(tmp, "ca.pem"), 0o644)
@@ -72,25 +88,8 @@ def issue_cert(directory, stem, names, ips):
         "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         f"subjectAltName={san}\n",
     )
-    run(
-        [
-            "openssl",
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            csr,
-            "-subj",
-            f"/CN={names[0]}",
-        ],
-        capture=True,
-        what=f"openssl (key for {stem})",
+    _openssl_req_new_key(
+        "-new", key, csr, ["-subj", f"/CN={names[0]}"], what=f"openssl (key for {stem})"
     )
     run(
         [
