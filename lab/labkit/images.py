@@ -8,7 +8,6 @@ import re
 import tarfile
 import time
 
-from .ca import ensure_ca
 from .config import (
     IMAGE_PORT,
     IMAGE_REPO,
@@ -18,7 +17,8 @@ from .config import (
     REGISTRY_PORT,
     REGISTRY_USER,
 )
-from .hosts import host_dir, host_run, nsenter_net, save_state
+from .hosts import host_dir, host_run, save_state
+from .services import curl_in_host_net
 from .util import LabError, read_text, run
 
 
@@ -112,27 +112,11 @@ def containerfile(version):
 
 def registry_tags(name, spid):
     password = read_text(os.path.join(host_dir(name), "registry-password"), "").strip()
-    rc, out, _ = run(
-        nsenter_net(
-            spid,
-            [
-                "curl",
-                "-sS",
-                "--fail",
-                "--max-time",
-                "10",
-                "--cacert",
-                os.path.join(ensure_ca(), "ca.pem"),
-                "--resolve",
-                f"{REGISTRY_HOST}:{REGISTRY_PORT}:127.0.0.1",
-                "-K",
-                "-",
-                f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/{IMAGE_REPO}/tags/list",
-            ],
-        ),
-        input=f'user = "{REGISTRY_USER}:{password}"\n',
+    rc, out, _ = curl_in_host_net(
+        spid,
+        f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/{IMAGE_REPO}/tags/list",
+        config=f'user = "{REGISTRY_USER}:{password}"\n',
         check=False,
-        capture=True,
     )
     if rc != 0:
         return set()

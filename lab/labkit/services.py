@@ -234,7 +234,12 @@ def services_healthy(name, st, spid):
     return None
 
 
-def curl_in_host_net(spid, url, config="", out=None):
+def curl_in_host_net(spid, url, config="", out=None, check=True):
+    """GET url from the lab host's network namespace, trusting the lab CA.
+
+    The lab's names resolve to 127.0.0.1; config (curl -K, e.g. the credentials) is read
+    from stdin; out: a file for the body.  Returns run()'s result (check=False: rc too).
+    """
     argv = [
         "curl",
         "-sS",
@@ -253,7 +258,7 @@ def curl_in_host_net(spid, url, config="", out=None):
     ]
     if out:
         argv[1:1] = ["-o", out]
-    return run(nsenter_net(spid, argv), input=config, capture=True, what=f"GET {url}")
+    return run(nsenter_net(spid, argv), input=config, check=check, capture=True, what=f"GET {url}")
 
 
 def start_services(name, st, spid):
@@ -281,26 +286,8 @@ def start_services(name, st, spid):
     host_write(spid, f"{TRUST_DIR}/webhosting-pods-lab-pebble-root-{digest}.crt", pebble_root)
     host_run(spid, ["update-ca-certificates"], capture=True, what="update-ca-certificates")
     # the registry answers, and only with credentials
-    rc, _, _ = run(
-        nsenter_net(
-            spid,
-            [
-                "curl",
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                "--max-time",
-                "10",
-                "--cacert",
-                os.path.join(ensure_ca(), "ca.pem"),
-                "--resolve",
-                f"{REGISTRY_HOST}:{REGISTRY_PORT}:127.0.0.1",
-                f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/",
-            ],
-        ),
-        check=False,
-        capture=True,
+    rc, _, _ = curl_in_host_net(
+        spid, f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/", out="/dev/null", check=False
     )
     if rc == 0:
         raise LabError("the lab registry answers without credentials: check its auth config")
