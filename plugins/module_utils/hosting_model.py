@@ -435,7 +435,7 @@ def plan(hostings, settings, limit):
 
 
 def published(model):
-    """What the hosting publishes for the ingress role (the fact webhosting_hosting_paths;
+    """What the hosting publishes for the ingress role (the fact hosting_published_paths;
     docs/architecture.md): the root nginx passes through, the web files it may serve and
     the socket of each port."""
     return {

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the ingress of one hosting is on a pod host: its nginx server, certificates and
 the socket nginx connects to, computed from the inventory entry, the ingress role's
-settings and what the hosting role publishes (the fact webhosting_hosting_paths:
+settings and what the hosting role publishes (the fact hosting_published_paths:
 the hosting root, www/ and the socket of each port; hosting_model.published).
 
 Pure Python, no Ansible import; plugins/filter/ingress.py hands it to the ingress role.
@@ -22,7 +22,7 @@ def layout(hosting, settings, published):
     if paths is None:
         raise hm.HostingError(
             f"hosting {name}: the hosting role published no paths for it"
-            " (webhosting_hosting_paths; site.yml runs the hosting role first)"
+            " (hosting_published_paths; site.yml runs the hosting role first)"
         )
     ports = [int(port) for port in paths["sockets"]]
     upstream = int(opts.get("upstream_port", ports[0] if ports else 0))
