@@ -76,6 +76,7 @@ lint: venv collection
 	yamllint -s .
 	ruff check .
 	ansible-lint --profile production
+	antsibull-changelog lint
 
 unit: venv
 	pytest -q tests/unit || { rc=$$?; if [ $$rc -eq 5 ]; then echo "no unit tests collected"; else exit $$rc; fi; }
