@@ -428,7 +428,11 @@ def plan(hostings, settings, limit):
         ],
         "trigger_units": [m["trigger_unit"] for m in models.values()],
         "left_paths": [path for m in absent for path in m["left_paths"]],
-        "published": {h["name"]: published(layout(h, settings)) for h in hostings},
+        # every hosting of the inventory, whatever the limit (the ingress role may converge
+        # others); the selected ones from their model computed above
+        "published": {
+            h["name"]: published(models.get(h["name"]) or layout(h, settings)) for h in hostings
+        },
         # whether a file of the paths call holds a secret (its result is then not logged)
         "secret": any("registry" in h or h.get("env_files") for h in present),
     }
