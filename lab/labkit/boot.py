@@ -6,7 +6,6 @@ import errno
 import os
 import secrets
 import shutil
-import subprocess
 import time
 
 from . import config
@@ -40,6 +39,7 @@ from .procs import (
     proc_path,
     proc_record,
     proc_stat,
+    start_logged,
     stat_key,
     stop_pids,
     wait_gone,
@@ -193,26 +193,15 @@ def start_nspawn(name, st):
     argv += ["--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only"]
     env = clean_env({"SYSTEMD_SECCOMP": "0", MARKER_ENV: hd})
     log = os.path.join(hd, "nspawn.log")
-    with open(log, "ab") as fh:
-        fh.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(argv)}\n".encode())
-        fh.flush()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=enter_cgroups,
-        )
-    deadline = time.monotonic() + 10
-    while True:
-        stat = proc_stat(proc.pid)
-        if stat and stat[0] == "systemd-nspawn":
-            break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise LabError(f"systemd-nspawn did not start; log {log}:\n" + tail(log))
-        time.sleep(0.02)
+    proc = start_logged(
+        argv,
+        log,
+        env=env,
+        comm="systemd-nspawn",
+        what="systemd-nspawn",
+        timeout=10,
+        preexec_fn=enter_cgroups,
+    )
     st["nspawn"] = proc_record(proc.pid)
     st["systemd"] = None
     st["phase"] = "booting"

@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Processes: /proc records, markers in the environment, stopping what labctl started."""
+"""Processes: /proc records, markers in the environment, starting and stopping them."""
 
 import contextlib
 import os
 import signal
+import subprocess
 import time
 
 from .config import MARKER_ENV
-from .util import LabError, warn
+from .util import LabError, tail, warn
 
 # Where process information is read: /proc, or a fake tree in the unit tests.
 PROC = "/proc"
@@ -84,6 +85,37 @@ def marked_pids(hostdir, env_name=MARKER_ENV):
     marker = f"{env_name}={hostdir}".encode()
     me = os.getpid()
     return [p for p in all_pids() if p != me and proc_alive(p) and proc_environ_has(p, marker)]
+
+
+def start_logged(argv, log, env, comm, what, timeout, header_argv=None, **popen):
+    """Start argv in its own session, its output appended to the file log; wait until it runs.
+
+    It runs once a process of its PID is named comm (argv[0] may be a wrapper that execs
+    it).  Raises LabError with the log's tail if it exits first or takes over timeout s.
+    header_argv: the command the log's header line names (default argv).  popen: more
+    subprocess.Popen arguments (cwd, preexec_fn).
+    """
+    with open(log, "ab") as fh:
+        shown = " ".join(header_argv or argv)
+        fh.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {shown}\n".encode())
+        fh.flush()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            **popen,
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        stat = proc_stat(proc.pid)
+        if stat and stat[0] == comm:
+            return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(f"{what} did not start; log {log}:\n" + tail(log))
+        time.sleep(0.02)
 
 
 def reap(pid):

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import time
 
 from .ca import ensure_ca, issue_cert
@@ -21,7 +20,14 @@ from .config import (
     TRUST_DIR,
 )
 from .hosts import host_dir, host_run, host_write, listening, nsenter_net, save_state
-from .procs import marked_pids, proc_matches, proc_record, proc_stat, stop_pids
+from .procs import (
+    marked_pids,
+    proc_matches,
+    proc_record,
+    proc_stat,
+    start_logged,
+    stop_pids,
+)
 from .util import LabError, clean_env, read_text, run, tail, write_file
 
 SERVICES = ("dns", "pebble", "registry")
@@ -154,33 +160,16 @@ def prepare_service_files(name, st):
 
 def start_service(name, st, key, spec, spid):
     hd = host_dir(name)
-    argv = nsenter_net(spid, spec["argv"])
-    env = clean_env({MARKER_ENV: hd, **spec["env"]})
-    with open(spec["log"], "ab") as log:
-        log.write(
-            f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(spec['argv'])}\n".encode()
-        )
-        log.flush()
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=os.path.dirname(spec["log"]),
-            start_new_session=True,
-        )
-    comm = os.path.basename(spec["argv"][0])[:15]
-    deadline = time.monotonic() + 5
-    while True:
-        stat = proc_stat(proc.pid)
-        if stat and stat[0] == comm:
-            break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise LabError(
-                f"lab service {key} did not start; log {spec['log']}:\n" + tail(spec["log"])
-            )
-        time.sleep(0.02)
+    proc = start_logged(
+        nsenter_net(spid, spec["argv"]),
+        spec["log"],
+        env=clean_env({MARKER_ENV: hd, **spec["env"]}),
+        comm=os.path.basename(spec["argv"][0])[:15],
+        what=f"lab service {key}",
+        timeout=5,
+        header_argv=spec["argv"],
+        cwd=os.path.dirname(spec["log"]),
+    )
     st.setdefault("services", {})[key] = proc_record(proc.pid)
     save_state(name, st)
     return proc

@@ -393,3 +393,49 @@ def test_stop_pids_leaves_a_process_whose_record_does_not_match(sleeper):
     procs.stop_pids([{**rec, "comm": "pebble"}], "test sleeper")
     assert sleeper.poll() is None
     assert procs.proc_alive(sleeper.pid)
+
+
+# --------------------------------------------------------------------------
+# start_logged: how labctl starts systemd-nspawn and the lab services
+# --------------------------------------------------------------------------
+
+
+def test_start_logged_returns_once_the_command_runs(tmp_path):
+    log = tmp_path / "sleep.log"
+    log.write_text("before\n")
+    proc = procs.start_logged(
+        ["sh", "-c", "echo started; exec sleep 60"],
+        str(log),
+        env={"PATH": "/usr/bin:/bin"},
+        comm="sleep",
+        what="the sleeper",
+        timeout=10,
+        header_argv=["sleep", "60"],
+        cwd=str(tmp_path),
+    )
+    try:
+        assert procs.proc_stat(proc.pid)[0] == "sleep"
+        assert os.getsid(proc.pid) == proc.pid  # its own session
+        lines = log.read_text().splitlines()
+        assert lines[:2] == ["before", ""]  # appended
+        assert lines[2].startswith("=== ") and lines[2].endswith(" sleep 60")
+        assert lines[3] == "started"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_start_logged_reports_a_command_that_exits_with_its_log(tmp_path):
+    log = tmp_path / "exits.log"
+    with pytest.raises(LabError) as exc:
+        procs.start_logged(
+            ["sh", "-c", "echo boom; exit 3"],
+            str(log),
+            env={"PATH": "/usr/bin:/bin"},
+            comm="never",
+            what="the service",
+            timeout=10,
+        )
+    head, log_tail = str(exc.value).split("\n", 1)
+    assert head == f"the service did not start; log {log}:"
+    assert log_tail.endswith("\nboom")
