@@ -69,6 +69,7 @@ CGROUP_HIERARCHIES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
 INNER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TRUST_DIR = "/usr/local/share/ca-certificates"
 ROOTFS_MARKER = ".webhosting-pods-lab.json"
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+# \A and \Z: `$` would also match before a final newline ("demo\n")
+NAME_RE = re.compile(r"\A[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?\Z")
 
 VERBOSE = bool(os.environ.get("LAB_VERBOSE"))

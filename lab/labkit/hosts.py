@@ -11,7 +11,7 @@ from .util import LabError, flock, read_json, read_text, run, warn, write_file
 
 
 def check_name(name):
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise LabError(
             f"invalid lab host name {name!r}: use a-z, 0-9 and '-', at most 32 characters"
         )
@@ -44,7 +44,7 @@ def save_state(name, st):
 def known_hosts():
     names = set()
     if os.path.isdir(hosts_root()):
-        names.update(e for e in os.listdir(hosts_root()) if NAME_RE.match(e))
+        names.update(e for e in os.listdir(hosts_root()) if NAME_RE.fullmatch(e))
     # hosts whose directory is gone but whose processes are not
     prefix = f"{MARKER_ENV}={hosts_root()}/".encode()
     me = os.getpid()
@@ -59,7 +59,7 @@ def known_hosts():
         for item in env:
             if item.startswith(prefix):
                 n = item[len(prefix) :].decode(errors="replace")
-                if NAME_RE.match(n):
+                if NAME_RE.fullmatch(n):
                     names.add(n)
     return sorted(names)
 

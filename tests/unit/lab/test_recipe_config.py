@@ -80,7 +80,6 @@ def test_invalid_host_names(name):
         check_name(name)
 
 
-@pytest.mark.xfail(reason="NAME_RE ends in $, which also matches before a final newline")
 def test_a_trailing_newline_is_an_invalid_host_name():
     with pytest.raises(LabError, match="invalid lab host name"):
         check_name("demo\n")
