@@ -400,16 +400,20 @@ def test_stop_pids_leaves_a_process_whose_record_does_not_match(sleeper):
 # --------------------------------------------------------------------------
 
 
+def start_sh(script, log, comm, **kw):
+    return procs.start_logged(
+        ["sh", "-c", script], str(log), env={"PATH": "/usr/bin:/bin"}, comm=comm, timeout=10, **kw
+    )
+
+
 def test_start_logged_returns_once_the_command_runs(tmp_path):
     log = tmp_path / "sleep.log"
     log.write_text("before\n")
-    proc = procs.start_logged(
-        ["sh", "-c", "echo started; exec sleep 60"],
-        str(log),
-        env={"PATH": "/usr/bin:/bin"},
-        comm="sleep",
+    proc = start_sh(
+        "echo started; exec sleep 60",
+        log,
+        "sleep",
         what="the sleeper",
-        timeout=10,
         header_argv=["sleep", "60"],
         cwd=str(tmp_path),
     )
@@ -428,14 +432,7 @@ def test_start_logged_returns_once_the_command_runs(tmp_path):
 def test_start_logged_reports_a_command_that_exits_with_its_log(tmp_path):
     log = tmp_path / "exits.log"
     with pytest.raises(LabError) as exc:
-        procs.start_logged(
-            ["sh", "-c", "echo boom; exit 3"],
-            str(log),
-            env={"PATH": "/usr/bin:/bin"},
-            comm="never",
-            what="the service",
-            timeout=10,
-        )
+        start_sh("echo boom; exit 3", log, "never", what="the service")
     head, log_tail = str(exc.value).split("\n", 1)
     assert head == f"the service did not start; log {log}:"
     assert log_tail.endswith("\nboom")
