@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pod_policy
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,6 +194,25 @@ def outcome(document, policy, strict=False):
     except pod_policy.PodSpecError as exc:
         return exc.errors, exc.warnings
     return [], result.warnings
+
+
+# The rule tables (test_pod_policy_rules_*.py): field paths and the rule of names.
+C0 = "spec.containers[0]"
+SC = C0 + ".securityContext"
+NAME_RULE = (
+    "is not a valid name (lowercase letters, digits and '-', starting and ending with a letter "
+    "or digit, at most 63 characters)"
+)
+
+
+def rule_table(table):
+    """Parametrize a test over rows of (id, changes to shop_pod(), changes to shop_policy(),
+    the exact lines expected)."""
+    return pytest.mark.parametrize(
+        "pod_changes, policy_changes, expected",
+        [case[1:] for case in table],
+        ids=[case[0] for case in table],
+    )
 
 
 def assert_safe(pod, policy):
