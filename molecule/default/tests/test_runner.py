@@ -5,11 +5,11 @@ alpha's policy says `network: none`; beta runs with the host's default helper, o
 `pasta` where the release has it (Debian 13). Both serve over HTTPS through nginx.
 """
 
+from pathlib import Path
+
 import yaml
 
-from conftest import PROJECT
-
-GROUP_VARS = PROJECT / "molecule" / "default" / "inventory" / "group_vars" / "pod_hosts.yml"
+GROUP_VARS = Path(__file__).parents[1] / "inventory" / "group_vars" / "pod_hosts.yml"
 HOSTINGS = {h["name"]: h for h in yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]}
 
 

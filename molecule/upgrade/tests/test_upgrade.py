@@ -19,13 +19,16 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-import testinfra.host
 import yaml
 
-from conftest import INVENTORY, PROJECT, LabBackend, lab_hosts, run_playbook
-
+# (conftest.py here is the default scenario's: its fixtures all_labs and run_site are used;
+# `from conftest import` would find the unit tests' conftest first on pytest's path.)
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).parents[3]))
+INVENTORY = Path(__file__).parents[1] / "inventory" / "hosts.yml"
+HOSTS = sorted(yaml.safe_load(INVENTORY.read_text())["all"]["children"]["pod_hosts"]["hosts"])
 GROUP_VARS = PROJECT / "molecule" / "default" / "inventory" / "group_vars" / "pod_hosts.yml"
 HOSTINGS = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
 FIGURES = os.environ.get("UPGRADE_FIGURES", "/tmp/webhosting-pods-upgrade.json")
@@ -142,9 +145,9 @@ def interruptions(lines):
 
 
 @pytest.fixture(scope="module")
-def upgrade():
-    hosts = lab_hosts()
-    labs = {h: testinfra.host.Host(LabBackend(h)) for h in hosts}
+def upgrade(all_labs, run_site):
+    labs = {h: all_labs[h] for h in HOSTS}
+    hosts = list(labs)
     names = [h["name"] for h in HOSTINGS if h.get("state", "present") == "present"]
     before = {}
     for host, lab in labs.items():
@@ -165,10 +168,10 @@ def upgrade():
     for lab in labs.values():
         start_probe(lab)
     started = time.monotonic()
-    first = run_playbook(hosts)
+    first = run_site(hosts)
     upgrade_s = time.monotonic() - started
     probes = {host: stop_probe(lab) for host, lab in labs.items()}
-    second = run_playbook(hosts)
+    second = run_site(hosts)
     figures = {
         host: {"upgrade_run_s": round(upgrade_s, 1), "domains": interruptions(lines)}
         for host, lines in probes.items()
@@ -204,7 +207,7 @@ def test_a_second_run_changes_nothing(upgrade):
     assert stats and all(s.get("changed", -1) == 0 for s in stats.values()), stats
 
 
-@pytest.mark.parametrize("host", lab_hosts())
+@pytest.mark.parametrize("host", HOSTS)
 def test_tenant_files_and_certificates_are_untouched(upgrade, host):
     lab = upgrade["labs"][host]
     for name in upgrade["names"]:
@@ -212,7 +215,7 @@ def test_tenant_files_and_certificates_are_untouched(upgrade, host):
     assert certificates(lab) == upgrade["before"][host]["certificates"]
 
 
-@pytest.mark.parametrize("host", lab_hosts())
+@pytest.mark.parametrize("host", HOSTS)
 def test_every_hosting_kept_serving(upgrade, host):
     for domain, figures in upgrade["figures"][host]["domains"].items():
         assert figures["requests"] > 20, (domain, figures)
@@ -224,7 +227,7 @@ def test_every_hosting_kept_serving(upgrade, host):
         assert out.rc == 0 and out.stdout.strip() in ("1", "2"), (hosting["name"], out.stderr)
 
 
-@pytest.mark.parametrize("host", lab_hosts())
+@pytest.mark.parametrize("host", HOSTS)
 def test_nothing_of_the_old_layout_is_left(upgrade, host):
     lab = upgrade["labs"][host]
     # files of 0.1.0 that 0.2.0 replaced
