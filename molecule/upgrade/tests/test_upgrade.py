@@ -198,7 +198,10 @@ def test_check_mode_predicts_the_upgrade_and_changes_nothing(upgrade):
 def test_the_upgrade_run_succeeds(upgrade):
     rc, stats, out = upgrade["first"]
     assert rc == 0, out[-5000:]
-    assert all(s.get("failures", 0) == 0 and s.get("unreachable", 0) == 0 for s in stats.values())
+    assert sorted(stats) == HOSTS, stats
+    for host, st in stats.items():
+        assert st.get("failures", 0) == 0 and st.get("unreachable", 0) == 0, (host, st)
+        assert st.get("changed", 0) > 0, (host, st)  # an upgrade that changed nothing did not run
 
 
 def test_a_second_run_changes_nothing(upgrade):
