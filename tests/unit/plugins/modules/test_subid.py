@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.webhosting.pods.plugins.module_utils.subid import (
     Allocation,
     SubidError,
@@ -16,6 +15,7 @@ from ansible_collections.webhosting.pods.plugins.module_utils.subid import (
 from ansible_collections.webhosting.pods.plugins.modules import subid as subid_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from module_args import patch_module_args
 
 BASE = 1000000000
 UID_MIN = 10000
