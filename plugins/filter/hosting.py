@@ -20,7 +20,8 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, str):
-        return str(value)
+        # an exact str: ansible-core < 2.19's AnsibleUnsafeText keeps its type through str()
+        return str.__str__(value)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
