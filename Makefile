@@ -15,6 +15,8 @@ COLLECTION_LINK := .collections/ansible_collections/webhosting/pods
 COMPAT_VENV ?= .venv-compat
 COMPAT_CORE := $(shell sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' meta/runtime.yml)
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(COMPAT_CORE)
+# userpod for tenants in one file: bin/userpod and the engine modules it imports (a zipapp).
+USERPOD_PYZ ?= build/userpod.pyz
 
 # lab/bin first: its nsenter moves Ansible's process into the lab host's own cgroup
 # before entering it (systemd 257's logind refuses linger otherwise; docs/lab.md).
@@ -29,7 +31,7 @@ LAB_CMD := $(value CMD)
 export LAB_CMD
 unexport CMD
 
-.PHONY: help deps venv collection lab demo converge lab-exec lab-down lint unit molecule compat test clean
+.PHONY: help deps venv collection lab demo converge lab-exec lab-down lint unit molecule compat test userpod clean
 
 help:
 	@echo "make demo      set up everything and run site.yml against the demo lab host"
@@ -37,6 +39,7 @@ help:
 	@echo "make converge  apply site.yml again to the running demo lab host"
 	@echo "make lab-exec CMD='...'  run CMD as root on the demo lab host"
 	@echo "make lab-down  stop every lab host and its services"
+	@echo "make userpod   build userpod for tenants as one file, $(USERPOD_PYZ) (docs/userpod.md)"
 
 deps:
 	$(PYTHON) $(LABCTL) deps
@@ -98,5 +101,9 @@ compat: deps venv collection $(COMPAT_STAMP)
 
 test: lint unit molecule compat
 
+# Only the standard library: no venv needed. The unit tests build and run it themselves.
+userpod:
+	$(PYTHON) tools/build_userpod.py --output $(USERPOD_PYZ)
+
 clean:
-	rm -rf .collections .pytest_cache .ruff_cache .hypothesis
+	rm -rf .collections .pytest_cache .ruff_cache .hypothesis build
