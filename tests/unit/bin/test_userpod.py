@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import fake_podman as fake_podman_bin
 import pod_policy
 import pytest
 from podspec_helpers import (
@@ -311,70 +312,15 @@ def test_broken_pipe_is_not_a_traceback(hosting):
 # ---------------------------------------------------------------------------------------------
 # start, stop, status (fake podman)
 # ---------------------------------------------------------------------------------------------
-FAKE_PODMAN = '''\
-#!{python}
-"""A stand-in for podman: records argv, answers what userpod asks."""
-import json, os, socket, sys, time
-state = os.environ["FAKE_PODMAN_STATE"]
-args = sys.argv[1:]
-with open(os.path.join(state, "calls"), "a") as log:
-    log.write(json.dumps(args) + "\\n")
-def fail(message, code=125):
-    sys.stderr.write("Error: " + message + "\\n")
-    sys.exit(code)
-running = os.path.join(state, "running")
-if args[:2] == ["kube", "play"]:
-    if os.path.exists(os.path.join(state, "fail-play")):
-        fail("image not known")
-    open(running, "w").close()
-    print("Pod:\\n0123456789ab")
-elif args[:2] == ["pod", "inspect"]:
-    if not os.path.exists(running):
-        fail("no such pod " + args[-1])
-    print("infra0123456789" if "InfraContainerID" in args[3] else "Running")
-elif args[:2] == ["container", "inspect"]:
-    print("4242 4243")
-elif args[:2] == ["pod", "rm"]:
-    if os.path.exists(running):
-        os.unlink(running)
-    print(args[-1])
-else:
-    fail("unexpected call %r" % (args,))
-'''
-
-# A stand-in for nsenter, which the forwarder execs: records argv, listens on the socket.
-FAKE_NSENTER = """\
-#!{python}
-import json, os, socket, sys, time
-with open(os.path.join(os.environ["FAKE_PODMAN_STATE"], "calls"), "a") as log:
-    log.write(json.dumps(["nsenter"] + sys.argv[1:]) + "\\n")
-listener = socket.socket(socket.AF_UNIX)
-listener.bind(sys.argv[sys.argv.index("-l") + 1])
-listener.listen(1)
-time.sleep(120)
-"""
-
-
 @pytest.fixture
 def fake_podman(tmp_path):
     directory = tmp_path / "fakebin"
-    directory.mkdir()
     state = tmp_path / "podman-state"
-    state.mkdir()
-    for name, text in (("podman", FAKE_PODMAN), ("nsenter", FAKE_NSENTER)):
-        script = directory / name
-        script.write_text(text.format(python=sys.executable))
-        script.chmod(0o755)
     env = dict(os.environ, PATH="%s:%s" % (directory, os.environ["PATH"]))
-    env["FAKE_PODMAN_STATE"] = str(state)
+    env.update(fake_podman_bin.install(directory, state))
     started = []
     yield env, state, started
-    for pidfile in started:  # only the forwarders these tests started, by their pid
-        try:
-            pid = int(open(pidfile).read())
-            os.killpg(pid, signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+    fake_podman_bin.kill_forwarders(started)  # only the forwarders these tests started
 
 
 def calls(state):
