@@ -351,6 +351,8 @@ def converge(entries, prune=None, probe=None, check_mode=False):
             st = _lstat(path)
             if st is None or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 continue
+            if rule.get("owner") is not None and st.st_uid != int(rule["owner"]):
+                continue
             if not check_mode:
                 os.unlink(path)
             actions[path] = "removed"

@@ -94,6 +94,11 @@ options:
         description: Shell pattern of the file names, for example C(*.env).
         type: str
         required: true
+      owner:
+        description:
+          - Remove only entries owned by this numeric uid (for example V(0) in a directory
+            where a tenant keeps files of their own beside root's).
+        type: int
   probe:
     description: Paths whose existence is returned in RV(exists) (read after the changes).
     type: list
@@ -209,6 +214,7 @@ _PATH_OPTIONS = {
 _PRUNE_OPTIONS = {
     "dir": {"type": "path", "required": True},
     "pattern": {"type": "str", "required": True},
+    "owner": {"type": "int"},
 }
 
 

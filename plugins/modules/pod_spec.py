@@ -206,7 +206,9 @@ dest:
   sample: /etc/webhosting-pods/hostings/shop/pod.rendered.yaml
 """
 
+import errno
 import os
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
@@ -214,6 +216,8 @@ from ansible_collections.webhosting.pods.plugins.module_utils.batch import Batch
 from ansible_collections.webhosting.pods.plugins.module_utils.fileio import (
     group_id,
     octal_mode,
+    open_nofollow,
+    read_nofollow,
     user_id,
     write_atomic,
 )
@@ -227,13 +231,24 @@ from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import 
 
 
 def _read(path, what):
-    """Bytes of a file, or (None, message)."""
+    """Bytes of a file, or (None, message). The tenant may replace their pod file (its
+    directory is theirs to write): a symlink there is refused, not followed, and a FIFO
+    or device is never read."""
     try:
-        if os.path.isdir(path):
-            return None, "%s: cannot read the %s: is a directory" % (path, what)
-        with open(path, "rb") as handle:
-            return handle.read(MAX_DOCUMENT_BYTES + 1), None
+        with open_nofollow(path) as fd:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "%s: cannot read the %s: not a regular file" % (path, what)
+            chunks, size = [], 0
+            while size <= MAX_DOCUMENT_BYTES:
+                chunk = os.read(fd, MAX_DOCUMENT_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks), None
     except (IOError, OSError) as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "%s: cannot read the %s: is a symlink, not a file" % (path, what)
         return None, "%s: cannot read the %s: %s" % (path, what, to_native(exc.strerror or exc))
 
 
@@ -272,8 +287,8 @@ def _render(module, src, policy_source, dest, file_args, strict):
         if os.path.isdir(dest):
             raise _Failed("%s: is a directory" % dest, result)
         try:
-            with open(dest, "rb") as handle:
-                before = handle.read().decode("utf-8", "replace")
+            # the state directory is the hosting user's: its last output, never a link
+            before = read_nofollow(dest).decode("utf-8", "replace")
         except (IOError, OSError) as exc:
             raise _Failed("%s: cannot read: %s" % (dest, to_native(exc)), result) from None
 

@@ -128,6 +128,17 @@ def test_prune_and_probe(tmp_path):
     assert result["exists"] == {str(other): True, str(tmp_path / "nothing"): False}
 
 
+def test_prune_only_what_the_owner_made(tmp_path):
+    """With an owner, files of anybody else (a tenant's own env file) are left alone."""
+    mine = tmp_path / "stale.env"
+    mine.write_text("x")
+    me = os.lstat(mine).st_uid
+    result = converge([], prune=[{"dir": str(tmp_path), "pattern": "*.env", "owner": me + 1}])
+    assert result["actions"] == {} and mine.exists()
+    result = converge([], prune=[{"dir": str(tmp_path), "pattern": "*.env", "owner": me}])
+    assert result["actions"] == {str(mine): "removed"}
+
+
 def test_absent(tmp_path):
     f = tmp_path / "f"
     f.write_text("x")
