@@ -34,6 +34,8 @@ MACHINE_PACKAGES = [
     "iproute2",
     "wrk",
     "python3-yaml",
+    # ssh-keygen: the lab tenants' SFTP keys (services.py)
+    "openssh-client",
 ]
 
 

@@ -43,6 +43,9 @@ RECIPE = {
         "python3-apt",
         "sudo",
         "acl",
+        # chrooted SFTP for the tenants (the host role); its client for the tests
+        "openssh-server",
+        "openssh-client",
         # tools the tests and the roles use
         "socat",
         "curl",

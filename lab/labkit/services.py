@@ -31,6 +31,8 @@ from .procs import (
 from .util import LabError, clean_env, read_text, run, tail, write_file
 
 SERVICES = ("dns", "pebble", "registry")
+# The lab's tenant SFTP keys (tenant_keys): 1 and 2 for two hostings, 3 for none.
+TENANT_KEYS = (1, 2, 3)
 
 
 def service_specs(name, st):
@@ -250,6 +252,38 @@ def curl_in_host_net(spid, url, config="", out=None, check=True):
     return run(nsenter_net(spid, argv), input=config, check=check, capture=True, what=f"GET {url}")
 
 
+def tenant_keys(name, spid):
+    """SFTP key pairs for the lab's tenants: made once per lab host in its directory
+    (tenant-keys/N and N.pub, for the inventory's sftp.authorized_keys) and copied into
+    the lab host as /root/tenant-keys/N (0600), where the tests' sftp client uses them."""
+    directory = os.path.join(host_dir(name), "tenant-keys")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for number in TENANT_KEYS:
+        private = os.path.join(directory, str(number))
+        if not os.path.exists(private + ".pub"):
+            for path in (private, private + ".pub"):
+                if os.path.exists(path):
+                    os.unlink(path)
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    f"lab tenant {number} of {name}",
+                    "-f",
+                    private,
+                ],
+                capture=True,
+                what="ssh-keygen",
+            )
+        host_write(spid, f"/root/tenant-keys/{number}", read_text(private), mode="0600")
+        host_write(spid, f"/root/tenant-keys/{number}.pub", read_text(private + ".pub"))
+
+
 def start_services(name, st, spid):
     """Start DNS, Pebble and the registry in the lab host's netns; trust their CAs."""
     t0 = time.monotonic()
@@ -274,6 +308,7 @@ def start_services(name, st, spid):
     digest = hashlib.sha256(pebble_root.encode()).hexdigest()[:16]
     host_write(spid, f"{TRUST_DIR}/webhosting-pods-lab-pebble-root-{digest}.crt", pebble_root)
     host_run(spid, ["update-ca-certificates"], capture=True, what="update-ca-certificates")
+    tenant_keys(name, spid)
     # the registry answers, and only with credentials
     rc, _, _ = curl_in_host_net(
         spid, f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/", out="/dev/null", check=False

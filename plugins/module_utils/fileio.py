@@ -164,3 +164,73 @@ def write_atomic(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
     return True
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_directory_beneath(top_fd, relative):
+    """A descriptor of the directory ``relative`` below the open directory ``top_fd``,
+    walked one component at a time with ``O_NOFOLLOW``: a symlink anywhere on the way is an
+    error (ELOOP or ENOTDIR), and a rename on the way after a step cannot redirect it.
+    ``relative`` is a plain relative path (no ``..``, no empty component)."""
+    parts = [part for part in relative.split("/") if part not in ("", ".")]
+    if any(part == ".." for part in parts):
+        raise ValueError(f"{relative}: '..' is not allowed")
+    fd = os.dup(top_fd)
+    try:
+        for part in parts:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_beneath(dir_fd, name, limit, owner=None):
+    """The bytes of the regular file ``name`` in the open directory ``dir_fd`` (not a
+    symlink, not a FIFO or device; with ``owner``, owned by that uid), at most ``limit``
+    bytes: raises ValueError with the problem otherwise, FileNotFoundError when absent."""
+    fd = os.open(name, _NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("is not a regular file")
+        if owner is not None and st.st_uid != owner:
+            raise ValueError(f"is owned by uid {st.st_uid}, not by the hosting")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"is larger than {limit} bytes")
+        return data
+    finally:
+        os.close(fd)
+
+
+def append_beneath(dir_fd, name, data, uid, gid, mode=0o640):
+    """Append ``data`` to the file ``name`` in the open directory ``dir_fd``, creating it
+    for ``uid``:``gid`` when absent. Never through a symlink, never into a FIFO, a device
+    or a file of another owner (a hard link): returns False then, True when written."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    created = True
+    try:
+        fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
+    except FileExistsError:
+        created = False
+        try:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+        except OSError:
+            return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return False
+        if created:
+            os.fchown(fd, uid, gid)
+        elif st.st_uid != uid:
+            return False
+        os.write(fd, data.encode("utf-8") if isinstance(data, str) else data)
+        return True
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ host-wide module calls); plugins/filter/hosting.py hands them to the role.
 import re
 
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
+from ansible_collections.webhosting.pods.plugins.module_utils import ssh_keys
 
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 
@@ -71,6 +72,7 @@ def preflight_errors(hostings, settings, passwd, groups, limit):
         errors += _env_errors(at, h.get("env_files") or {})
         errors += _registry_errors(at, h, settings)
         errors += _cron_errors(at, h.get("cron_jobs") or [])
+        errors += _sftp_errors(at, h.get("sftp"))
         for key in h.get("policy") or {}:
             if key in hm.LAYOUT_KEYS:
                 errors.append(
@@ -121,6 +123,37 @@ def _registry_errors(at, h, settings):
         errors.append(f"{at}.registry: needs user and password")
     if not (registry.get("server") or settings["registry_server"]):
         errors.append(f"{at}.registry.server: required (hosting_registry_server is not set)")
+    return errors
+
+
+def _sftp_errors(at, sftp):
+    if sftp is None:
+        return []
+    if not isinstance(sftp, dict):
+        return [f"{at}.sftp: must be a mapping (authorized_keys, tenant_keys)"]
+    errors = [
+        f"{at}.sftp.{key}: unknown key (known: authorized_keys, tenant_keys)"
+        for key in sftp
+        if key not in ("authorized_keys", "tenant_keys")
+    ]
+    if "tenant_keys" in sftp and not isinstance(sftp["tenant_keys"], bool):
+        errors.append(f"{at}.sftp.tenant_keys: must be true or false")
+    keys = sftp.get("authorized_keys") or []
+    if not isinstance(keys, list):
+        return errors + [f"{at}.sftp.authorized_keys: must be a list of public key lines"]
+    if len(keys) > ssh_keys.MAX_KEYS:
+        errors.append(f"{at}.sftp.authorized_keys: at most {ssh_keys.MAX_KEYS} keys")
+    for i, line in enumerate(keys):
+        if not isinstance(line, str):
+            errors.append(f"{at}.sftp.authorized_keys[{i}]: must be one line of text")
+            continue
+        if "\n" in line.strip():
+            errors.append(f"{at}.sftp.authorized_keys[{i}]: must be one line (one key per item)")
+            continue
+        try:
+            ssh_keys.parse_key(line.strip())
+        except ssh_keys.KeyLineError as exc:
+            errors.append(f"{at}.sftp.authorized_keys[{i}]: {exc}")
     return errors
 
 
@@ -195,6 +228,11 @@ def todo_reasons(model, run):
                 reasons.append(f"{unit} {active or 'unknown'}")
     if trigger.get("active") != "active" or trigger.get("file") != "enabled":
         reasons.append(f"{model['trigger_unit']} not watching")
+    keys = (run.get("system") or {}).get(model["keys_unit"]) or {}
+    if model["tenant_keys"] and (keys.get("active") != "active" or keys.get("file") != "enabled"):
+        reasons.append(f"{model['keys_unit']} not watching")
+    if not model["tenant_keys"] and keys.get("active") == "active":
+        reasons.append(f"{model['keys_unit']} watching, tenant keys are off")
     if run.get("trigger_units_changed"):
         reasons.append("restart trigger units changed")
     return reasons

@@ -26,6 +26,7 @@ import json
 import re
 
 import yaml
+from ansible_collections.webhosting.pods.plugins.module_utils import ssh_keys
 
 UNIT = "webhosting-pod.service"
 # The tenant operation units of the user manager (templates/<unit>.j2).
@@ -78,11 +79,15 @@ _DIRECTORIES = (
     ("log_dir", "user", "user", "0750"),
     ("root:scripts", "user", "user", "0750"),
     ("root:scripts/pod_restart", "user", "user", "0750"),
+    ("keys_dir", "user", "user", "0750"),
     ("root:data", "user", "user", "2770"),
     ("root:tmp", "user", "user", "2770"),
     ("run_dir", "user", "user", "0750"),
     ("root:private", "root", "hosting", "0750"),
-    ("container_config", "root", "hosting", "0750"),
+    # The tenant creates and replaces their own files here (an SFTP client's upload to a
+    # temporary name and rename); the sticky bit keeps them from removing or replacing
+    # the files root owns (system.yaml, the admin's env files).
+    ("container_config", "root", "hosting", "1770"),
 )
 
 
@@ -158,9 +163,23 @@ def layout(hosting, settings):
         "unit": UNIT,
         "trigger": f"{root}/scripts/pod_restart/pod_restart.run",
         "trigger_unit": f"webhosting-trigger@{name}.path",
+        # SFTP: sshd reads the inventory's keys and the tenant's applied keys (both
+        # root-owned, outside the chroot); the tenant edits keys_source and creates
+        # keys_trigger (webhosting-keys@NAME.path, bin/sshkeys).
+        "sftp_keys": sftp_keys(hosting),
+        "sftp_keys_file": f"{etc_dir}/authorized_keys",
+        "tenant_keys": bool(
+            (hosting.get("sftp") or {}).get("tenant_keys", settings.get("sftp_tenant_keys", True))
+        ),
+        "tenant_keys_file": f"{etc_dir}/tenant_keys",
+        "keys_dir": f"{root}/scripts/ssh_keys",
+        "keys_source": f"{root}/scripts/ssh_keys/authorized_keys",
+        "keys_trigger": f"{root}/scripts/ssh_keys/ssh_keys.run",
+        "keys_unit": f"webhosting-keys@{name}.path",
         "linger_file": f"{LINGER_DIR}/{name}",
         "systemctl": ["systemctl", "--user", f"--machine={name}@"],
         "gecos": GECOS.format(name=name),
+        "sftp_group": settings.get("sftp_group") or "",
         "registry": "registry" in hosting,
         "cron_jobs": cron_jobs,
         # The sockets nginx connects to, one per port: published for the ingress role.
@@ -184,6 +203,34 @@ def layout(hosting, settings):
         model["linger_file"],
     ]
     return model
+
+
+def sftp_keys(hosting):
+    """The inventory's SFTP keys of a hosting, parsed (preflight has checked them)."""
+    keys = []
+    for line in (hosting.get("sftp") or {}).get("authorized_keys") or []:
+        try:
+            keys.append(ssh_keys.parse_key(str(line).strip()))
+        except ssh_keys.KeyLineError:
+            continue
+    return keys
+
+
+def keys_text(model):
+    """The root-owned key file sshd reads for the inventory's keys of a hosting."""
+    header = [
+        f"SFTP keys of hosting {model['name']} from the inventory (webhosting.pods, Ansible):",
+        "changes made here are overwritten. The tenant's own keys are in tenant_keys.",
+    ]
+    return ssh_keys.file_text(header, model["sftp_keys"])
+
+
+TENANT_KEYS_SEED = """\
+# Your SFTP keys: one OpenSSH public key per line (the contents of your id_ed25519.pub,
+# for example "ssh-ed25519 AAAAC3Nz... me@laptop"). Lines starting with # are ignored.
+# To apply this file, create scripts/ssh_keys/ssh_keys.run; the result is written to
+# logs/ssh_keys.log. The keys your provider set up for you keep working either way.
+"""
 
 
 def policy(hosting, settings, model):
@@ -273,8 +320,24 @@ def ops_text(model, settings):
                 job["name"]: {"container": job["container"], "command": job["command"]}
                 for job in model["cron_jobs"]
             },
+            # bin/sshkeys (run as root): paths below the root are walked without links
+            "ssh_keys": {
+                "enabled": model["tenant_keys"],
+                "hosting": model["name"],
+                "uid": model["uid"],
+                "gid": model["gid"],
+                "root": model["root"],
+                "source": _below(model, model["keys_source"]),
+                "trigger": _below(model, model["keys_trigger"]),
+                "log": "logs/ssh_keys.log",
+                "dest": model["tenant_keys_file"],
+            },
         }
     )
+
+
+def _below(model, path):
+    return path[len(model["root"]) + 1 :]
 
 
 def _json(data):
@@ -327,6 +390,23 @@ def files(model, hosting, settings):
                 group=gid,
             )
         )
+    if model["sftp_keys"]:
+        paths.append(_root_file(model["sftp_keys_file"], keys_text(model), mode="0640", group=gid))
+    else:
+        paths.append({"path": model["sftp_keys_file"], "state": "absent"})
+    if model["tenant_keys"]:
+        paths.append(
+            {
+                "path": model["keys_source"],
+                "content": TENANT_KEYS_SEED,
+                "owner": uid,
+                "group": gid,
+                "mode": "0640",
+                "create_only": True,
+            }
+        )
+    else:
+        paths.append({"path": model["tenant_keys_file"], "state": "absent"})
     if "pod" in hosting:
         paths.append(
             {
@@ -369,7 +449,8 @@ def files(model, hosting, settings):
         "vars": {"__hosting": model},
         "paths": paths,
         "prune": [
-            {"dir": model["container_config"], "pattern": "*.env"},
+            # only the env files root wrote: the tenant may keep files of their own here
+            {"dir": model["container_config"], "pattern": "*.env", "owner": 0},
             {"dir": unit_dir, "pattern": "webhosting-cron-*.timer"},
             {"dir": f"{unit_dir}/default.target.wants", "pattern": "webhosting-cron-*.timer"},
             {"dir": f"{unit_dir}/{UNIT}.wants", "pattern": SOCKET_UNIT_GLOB},
@@ -379,13 +460,21 @@ def files(model, hosting, settings):
 
 
 def account_ok(model, passwd, groups, shadow):
-    """True when getent shows the group and the locked, shell-less user exactly as wanted."""
+    """True when getent shows the group and the locked, shell-less user exactly as wanted,
+    a member of the SFTP group (and of no other supplementary group)."""
     entry = passwd.get(model["name"])
     if not entry or len(entry) < 6:
         return False
     group = groups.get(model["name"]) or ["", "-1"]
+    wanted = {model["sftp_group"]} if model.get("sftp_group") else set()
+    member_of = {
+        key
+        for key, fields in groups.items()
+        if key != model["name"] and model["name"] in _members(fields)
+    }
     return (
-        _int(entry[1]) == model["uid"]
+        member_of == wanted
+        and _int(entry[1]) == model["uid"]
         and _int(entry[2]) == model["gid"]
         and entry[3] == model["gecos"]
         and entry[4] == model["home"]
@@ -393,6 +482,10 @@ def account_ok(model, passwd, groups, shadow):
         and _int(group[1]) == model["gid"]
         and (shadow.get(model["name"]) or [""])[0] == "!"
     )
+
+
+def _members(fields):
+    return (fields[2] if len(fields) > 2 else "").split(",")
 
 
 def _int(value, default=None):
@@ -426,7 +519,8 @@ def plan(hostings, settings, limit):
             }
             for h in present
         ],
-        "trigger_units": [m["trigger_unit"] for m in models.values()],
+        "trigger_units": [m["trigger_unit"] for m in models.values()]
+        + [m["keys_unit"] for m in models.values()],
         "left_paths": [path for m in absent for path in m["left_paths"]],
         # every hosting of the inventory, whatever the limit (the ingress role may converge
         # others); the selected ones from their model computed above

@@ -8,6 +8,7 @@ code under test or Ansible.
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -190,3 +191,43 @@ def wait_until_fixture():
 @pytest.fixture(name="labctl", scope="session")
 def labctl_fixture():
     return LABCTL
+
+
+# The OpenSSH client inside the lab host, against the host's own sshd on 127.0.0.1, with
+# the lab's tenant keys (labctl up: /root/tenant-keys/N). No host key is trusted ahead:
+# the lab host's key is not what is under test.
+SSH_OPTIONS = (
+    "-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    " -o LogLevel=ERROR -o ConnectTimeout=10 -o IdentitiesOnly=yes"
+)
+
+
+def sftp_batch(lab, user, key, lines, timeout=60):
+    """Run `sftp -b -` as user with tenant key N; returns testinfra's result (rc, stdout,
+    stderr). `lines` are sftp commands; a command prefixed with `-` may fail."""
+    script = "\n".join(lines) + "\n"
+    return lab.run(
+        f"printf %s {shlex.quote(script)} | timeout {timeout} sftp {SSH_OPTIONS}"
+        f" -i /root/tenant-keys/{key} -b - {user}@127.0.0.1"
+    )
+
+
+def ssh_command(lab, user, key, options="", command="", timeout=30):
+    """The ssh client with tenant key N, extra options and a remote command (shell-quoted
+    strings), its input from /dev/null."""
+    return lab.run(
+        f"timeout {timeout} ssh {SSH_OPTIONS} -i /root/tenant-keys/{key} {options}"
+        f" {user}@127.0.0.1 {command} </dev/null"
+    )
+
+
+@pytest.fixture(name="sftp", scope="session")
+def sftp_fixture():
+    """sftp(lab, user, key, lines) -> result: see sftp_batch."""
+    return sftp_batch
+
+
+@pytest.fixture(name="ssh", scope="session")
+def ssh_fixture():
+    """ssh(lab, user, key, options="", command="") -> result: see ssh_command."""
+    return ssh_command

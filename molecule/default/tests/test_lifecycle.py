@@ -93,7 +93,7 @@ def test_converged_hostings_cost_no_task_of_their_own(lab, dry_run):
 
 
 @pytest.fixture(scope="session")
-def inventory_change(all_labs, run_site, container_pids, wait_until):
+def inventory_change(all_labs, run_site, container_pids, wait_until, sftp):
     """The tenant edits pod.yaml; the admin changes an env file and a policy override, runs
     site.yml, then goes back to the committed inventory and runs it again."""
     seen = {name: {} for name in all_labs}
@@ -113,15 +113,28 @@ def inventory_change(all_labs, run_site, container_pids, wait_until):
     changed.setdefault("policy", {}).setdefault("containers", {})["web"] = {
         "read_only_root_filesystem": False
     }
+    # The admin replaces the tenant's SFTP key 1 by key 3 (tests/conftest.py, ssh keys).
+    changed["sftp"]["authorized_keys"] = [
+        changed["sftp"]["authorized_keys"][0].replace("/tenant-keys/1.pub", "/tenant-keys/3.pub")
+    ]
     seen["changed_run"] = run_site(list(all_labs), extra_vars={"webhosting_hostings": hostings})
     for host, lab in all_labs.items():
         seen[host]["after"] = {n: pod_main_pid(lab, n) for n in (CHANGED, OTHER)}
         seen[host]["changed_view"] = web_view(lab, CHANGED, container_pids, wait_until)
+        seen[host]["sftp_changed"] = {k: sftp(lab, CHANGED, k, ["ls /"]).rc for k in (1, 3)}
 
     seen["restore_run"] = run_site(list(all_labs))
     for host, lab in all_labs.items():
         seen[host]["restored_view"] = web_view(lab, CHANGED, container_pids, wait_until)
+        seen[host]["sftp_restored"] = {k: sftp(lab, CHANGED, k, ["ls /"]).rc for k in (1, 3)}
     return seen
+
+
+def test_inventory_key_change_takes_effect_at_the_next_converge(lab, inventory_change):
+    """A key removed from the inventory logs in no more after the run; the new one does."""
+    seen = inventory_change[lab.backend.name]
+    assert seen["sftp_changed"] == {1: 1, 3: 0}
+    assert seen["sftp_restored"] == {1: 0, 3: 1}
 
 
 def test_inventory_change_is_applied_and_the_tenant_edit_survives(lab, inventory_change):

@@ -20,7 +20,12 @@ SETTINGS = {
     "pod_start_timeout": 300,
     "uid_min": 10000,
     "uid_max": 59999,
+    "sftp_group": "webhosting-sftp",
+    "sftp_tenant_keys": True,
 }
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq5Y3fWqKkM0pXQ3l2bqQJcY2kJm1e0cQ2n5X8yY9aT laptop"
 
 
 def hosting(**extra):
@@ -198,6 +203,22 @@ def test_renders_skip_failed_and_missing_pod_files():
         ({"registry": {"user": "u"}}, ".registry: needs user and password"),
         ({"cron_jobs": [{"name": "x", "container": "web"}]}, ".cron_jobs[0].command: required"),
         ({"policy": {"pidfile": "/x"}}, ".policy.pidfile: is computed from the hosting layout"),
+        ({"sftp": ["k"]}, ".sftp: must be a mapping"),
+        ({"sftp": {"keys": []}}, ".sftp.keys: unknown key"),
+        ({"sftp": {"tenant_keys": "yes"}}, ".sftp.tenant_keys: must be true or false"),
+        (
+            {"sftp": {"authorized_keys": "ssh-ed25519 AAAA"}},
+            ".sftp.authorized_keys: must be a list",
+        ),
+        (
+            {"sftp": {"authorized_keys": [KEY, 'command="sh" ' + KEY]}},
+            "webhosting_hostings[0] (shop).sftp.authorized_keys[1]: starts with options",
+        ),
+        (
+            {"sftp": {"authorized_keys": [KEY + "\n" + KEY]}},
+            ".sftp.authorized_keys[0]: must be one line",
+        ),
+        ({"sftp": {"authorized_keys": ["ssh-dss AAAA"]}}, ".sftp.authorized_keys[0]: DSA keys"),
     ],
 )
 def test_preflight_names_the_field(change, message):
@@ -220,7 +241,7 @@ def test_preflight_host_accounts_and_duplicates():
 def converged_run(model):
     return {
         "passwd": {"shop": ["x", "10001", "10001", model["gecos"], model["home"], hm.NOLOGIN]},
-        "groups": {"shop": ["x", "10001"]},
+        "groups": {"shop": ["x", "10001"], "webhosting-sftp": ["x", "998", "other,shop"]},
         "shadow": {"shop": ["!"]},
         "files": {
             "shop": {"actions": {}, "exists": {model["pod_file"]: True, model["linger_file"]: True}}
@@ -239,7 +260,10 @@ def converged_run(model):
                 },
             }
         },
-        "system": {model["trigger_unit"]: {"active": "active", "file": "enabled"}},
+        "system": {
+            model["trigger_unit"]: {"active": "active", "file": "enabled"},
+            model["keys_unit"]: {"active": "active", "file": "enabled"},
+        },
     }
 
 
@@ -291,3 +315,49 @@ def test_todo_absent_hosting_lists_what_is_left():
     }
     assert hc.todo_reasons(model, run) == ["user or group left", "/srv/hostings/shop left"]
     assert hc.todo_reasons(model, {"exists": {}}) == []
+
+
+def test_sftp_keys_file_tenant_keys_and_the_sticky_config_directory():
+    model = hm.layout(hosting(sftp={"authorized_keys": [KEY, " " + KEY + " "]}), SETTINGS)
+    group = hm.files(model, hosting(), SETTINGS)
+    by_path = {entry["path"]: entry for entry in group["paths"]}
+    keys = by_path["/etc/webhosting-pods/hostings/shop/authorized_keys"]
+    assert (keys["owner"], keys["group"], keys["mode"]) == (0, 10001, "0640")
+    assert keys["content"].count(KEY) == 1 and keys["content"].startswith("# SFTP keys")
+    seed = by_path["/srv/hostings/shop/scripts/ssh_keys/authorized_keys"]
+    assert (seed["owner"], seed["create_only"]) == (10001, True)
+    assert by_path["/srv/hostings/shop/private/container-config"]["mode"] == "1770"
+    assert {"dir": model["container_config"], "pattern": "*.env", "owner": 0} in group["prune"]
+    ops = json.loads(hm.ops_text(model, SETTINGS))["ssh_keys"]
+    assert ops["source"] == "scripts/ssh_keys/authorized_keys"
+    assert ops["dest"] == "/etc/webhosting-pods/hostings/shop/tenant_keys"
+
+
+def test_sftp_without_keys_and_tenant_keys_off():
+    model = hm.layout(hosting(sftp={"tenant_keys": False}), SETTINGS)
+    by_path = {e["path"]: e for e in hm.files(model, hosting(), SETTINGS)["paths"]}
+    assert by_path["/etc/webhosting-pods/hostings/shop/authorized_keys"]["state"] == "absent"
+    assert by_path["/etc/webhosting-pods/hostings/shop/tenant_keys"]["state"] == "absent"
+    assert "/srv/hostings/shop/scripts/ssh_keys/authorized_keys" not in by_path
+    run = converged_run(model)
+    assert hc.todo_reasons(model, run) == [
+        "webhosting-keys@shop.path watching, tenant keys are off"
+    ]
+    run["system"][model["keys_unit"]] = {"active": "inactive", "file": "disabled"}
+    assert hc.todo_reasons(model, run) == []
+
+
+@pytest.mark.parametrize(
+    ("groups", "ok"),
+    [
+        ({"webhosting-sftp": ["x", "998", "shop"]}, True),
+        ({"webhosting-sftp": ["x", "998", "shopkeeper"]}, False),
+        ({"webhosting-sftp": ["x", "998", ""]}, False),
+        ({"webhosting-sftp": ["x", "998", "shop"], "sudo": ["x", "27", "shop"]}, False),
+    ],
+)
+def test_account_needs_the_sftp_group_and_no_other(groups, ok):
+    model = hm.layout(hosting(), SETTINGS)
+    run = converged_run(model)
+    run["groups"] = {"shop": ["x", "10001"], **groups}
+    assert (hc.todo_reasons(model, run) == []) is ok
