@@ -390,6 +390,14 @@ def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
     assert (
         "/var/lib/webhosting-pods/storage/" + REMOVED not in lab.file("/proc/mounts").content_string
     )
+    # its SFTP login is gone with it: no member of the SFTP group, no key watch, and the
+    # sshd drop-in names no hosting (there is nothing per hosting to leave behind)
+    members = lab.check_output("getent group webhosting-sftp").strip().split(":")[3].split(",")
+    assert REMOVED not in members
+    assert (
+        lab.run(f"systemctl is-enabled webhosting-keys@{REMOVED}.path").stdout.strip() != "enabled"
+    )
+    assert REMOVED not in lab.file("/etc/ssh/sshd_config.d/50-webhosting-pods.conf").content_string
 
     # Again: nothing to do, no second archive; a dry run changes nothing either.
     _, recap = playbook(lab, tmp_path, "absent")
