@@ -10,12 +10,12 @@ from labkit.hosts import check_name
 from labkit.rootfs import check_release
 from labkit.util import LabError
 
-# The hashes lab/labctl computed before it became a package (commit ea57170): the key of
-# every cached root file system.  A change here rebuilds every cache (minutes per release):
-# change RECIPE on purpose, then update these values.
+# The key of every cached root file system (last changed for openssh-server, the tenants'
+# SFTP). A change here rebuilds every cache (minutes per release): change RECIPE on
+# purpose, then update these values.
 RECIPE_HASHES = {
-    "bookworm": "801e7ddf23995e9935188e09e79c486135f3e0aec62cdaf0835acba59770cc7e",
-    "trixie": "1667043863d195a81dbdee9ce2e2abfc7b0de4664f006c36b9c6849e464df50e",
+    "bookworm": "2690884c7220739260914d4ca248cc65adec5484d6a3346ea65f3afea5b5ea2e",
+    "trixie": "1a1a121155f260519b4ef6383a54c7ffe8eb1627f6c7e5d283739a297496aba8",
 }
 
 
