@@ -295,6 +295,10 @@ def assert_safe(pod, policy):
         for mount in container.get("volumeMounts", []):
             assert mount["name"] in volumes
             assert set(mount) <= {"name", "mountPath", "readOnly"}
+        digest = container["image"].partition("@")[2]
+        if digest:
+            algorithm, _, encoded = digest.partition(":")
+            assert re.fullmatch("[0-9a-f]{%d}" % {"sha256": 64, "sha512": 128}[algorithm], encoded)
         if policy["resources"]:
             assert container["resources"] == {"limits": policy["resources"]}
         else:

@@ -17,3 +17,6 @@ RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 RESERVED_LABEL_PREFIXES = ("io.podman.", "io.containers.")
+# Image digests: the algorithms the OCI image spec registers (v1.1) and the length of their
+# lowercase hex encoding.
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}

@@ -16,6 +16,7 @@ from .values import (
     _ENV_NAME_RE,
     _absolute_path,
     _boolean,
+    _digest_problem,
     _dns_label,
     _ignore_unknown,
     _mapping,
@@ -141,7 +142,11 @@ class _ContainerRenderer:
         if parsed is None:
             rep.error(path, "%s is not a valid image reference" % _show(text))
             return None
-        registry, image_path, _tag, _digest, normalised = parsed
+        registry, image_path, _tag, digest, normalised = parsed
+        problem = digest and _digest_problem(digest)
+        if problem:
+            rep.error(path, "%s is not a valid image reference: %s" % (_show(text), problem))
+            return None
         allowed = self.policy["allowed_registries"]
         if not _registry_allowed(registry, image_path, allowed):
             rep.error(

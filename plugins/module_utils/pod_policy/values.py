@@ -6,6 +6,7 @@ None when it is invalid; plus image references, CPU and memory amounts."""
 
 import re
 
+from .constants import DIGEST_HEX_LENGTHS
 from .messages import _key, _kind, _show
 
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
@@ -20,7 +21,9 @@ _PATH_COMPONENT = _ALNUM + r"(?:" + _SEPARATOR + _ALNUM + r")*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + r")*(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+# The digest grammar of the OCI image spec; _digest_problem then admits only the registered
+# algorithms, each with its exact length of lowercase hex.
+_DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 _IMAGE_RE = re.compile(
     r"(?:(?P<domain>" + _DOMAIN + r")/)?"
     r"(?P<path>" + _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*)"
@@ -111,6 +114,24 @@ def _absolute_path(rep, path, value):
         rep.error(path, "%s must be an absolute path" % _show(text))
         return None
     return text
+
+
+def _digest_problem(digest):
+    """Why an image digest (``algorithm:encoded``) cannot be used; None when it can."""
+    algorithm, _, encoded = digest.partition(":")
+    length = DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None:
+        return "the digest algorithm %s is not %s" % (
+            _show(algorithm),
+            " or ".join(sorted(DIGEST_HEX_LENGTHS)),
+        )
+    rule = "a %s digest is exactly %d lowercase hex digits" % (algorithm, length)
+    for char in encoded:
+        if char not in "0123456789abcdef":
+            return "%s; %s is not one" % (rule, _show(char))
+    if len(encoded) != length:
+        return "%s, got %d" % (rule, len(encoded))
+    return None
 
 
 def _parse_image(reference):

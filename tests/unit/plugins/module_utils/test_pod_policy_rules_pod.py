@@ -174,10 +174,88 @@ ERRORS = [
         [C0 + '.image: "quay.io/Shop/web" is not a valid image reference'],
     ),
     (
-        "image-bad-digest",
+        "image-digest-short",
         {C0 + ".image": "nginx@sha256:abc"},
         {},
-        [C0 + '.image: "nginx@sha256:abc" is not a valid image reference'],
+        [
+            C0 + '.image: "nginx@sha256:abc" is not a valid image reference: a sha256 digest is '
+            "exactly 64 lowercase hex digits, got 3"
+        ],
+    ),
+    (
+        "image-digest-sha256-long",
+        {C0 + ".image": "nginx@sha256:" + "a" * 65},
+        {},
+        [
+            C0 + '.image: "nginx@sha256:' + "a" * 47 + '..." is not a valid image reference: a '
+            "sha256 digest is exactly 64 lowercase hex digits, got 65"
+        ],
+    ),
+    (
+        "image-digest-sha256-as-long-as-sha512",
+        {C0 + ".image": "nginx@sha256:" + "a" * 128},
+        {},
+        [
+            C0 + '.image: "nginx@sha256:' + "a" * 47 + '..." is not a valid image reference: a '
+            "sha256 digest is exactly 64 lowercase hex digits, got 128"
+        ],
+    ),
+    (
+        "image-digest-sha512-short",
+        {C0 + ".image": "quay.io/shop/web:1@sha512:" + "b" * 64},
+        {},
+        [
+            C0 + '.image: "quay.io/shop/web:1@sha512:' + "b" * 34 + '..." is not a valid image '
+            "reference: a sha512 digest is exactly 128 lowercase hex digits, got 64"
+        ],
+    ),
+    (
+        "image-digest-uppercase",
+        {C0 + ".image": "nginx@sha256:" + "A" * 64},
+        {},
+        [
+            C0 + '.image: "nginx@sha256:' + "A" * 47 + '..." is not a valid image reference: a '
+            'sha256 digest is exactly 64 lowercase hex digits; "A" is not one'
+        ],
+    ),
+    (
+        "image-digest-not-hex",
+        {C0 + ".image": "nginx@sha256:" + "g" * 64},
+        {},
+        [
+            C0 + '.image: "nginx@sha256:' + "g" * 47 + '..." is not a valid image reference: a '
+            'sha256 digest is exactly 64 lowercase hex digits; "g" is not one'
+        ],
+    ),
+    (
+        "image-digest-algorithm",
+        {C0 + ".image": "nginx@md5:" + "c" * 32},
+        {},
+        [
+            C0 + '.image: "nginx@md5:' + "c" * 32 + '" is not a valid image reference: the digest '
+            'algorithm "md5" is not sha256 or sha512'
+        ],
+    ),
+    (
+        "image-digest-unregistered-algorithm",
+        {C0 + ".image": "nginx@sha384:" + "d" * 96},
+        {},
+        [
+            C0 + '.image: "nginx@sha384:' + "d" * 47 + '..." is not a valid image reference: the '
+            'digest algorithm "sha384" is not sha256 or sha512'
+        ],
+    ),
+    (
+        "image-digest-uppercase-algorithm",
+        {C0 + ".image": "nginx@SHA256:" + "e" * 64},
+        {},
+        [C0 + '.image: "nginx@SHA256:' + "e" * 47 + '..." is not a valid image reference'],
+    ),
+    (
+        "image-digest-empty",
+        {C0 + ".image": "nginx@sha256:"},
+        {},
+        [C0 + '.image: "nginx@sha256:" is not a valid image reference'],
     ),
     (
         "image-type",
