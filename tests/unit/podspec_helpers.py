@@ -292,9 +292,20 @@ def assert_safe(pod, policy):
             # only published ports are rendered (podman 4.3 publishes any containerPort)
             assert (port["hostPort"], port["protocol"]) in exposed
             assert "hostIP" not in port or "hostPort" in port
+        destinations = set()
         for mount in container.get("volumeMounts", []):
             assert mount["name"] in volumes
             assert set(mount) <= {"name", "mountPath", "readOnly"}
+            destination = mount["mountPath"]
+            assert destination == _posix_normal(destination) and destination != "/"
+            assert destination not in destinations  # each destination once, however spelt
+            destinations.add(destination)
+            if _under_kernel_paths(destination):
+                assert destination == "/dev/shm" and "emptyDir" in volumes[mount["name"]]
+        if "workingDir" in container:
+            directory = container["workingDir"]
+            assert directory == _posix_normal(directory)
+            assert not _under_kernel_paths(directory) or _under(directory, "/dev/shm")
         digest = container["image"].partition("@")[2]
         if digest:
             algorithm, _, encoded = digest.partition(":")
@@ -305,6 +316,25 @@ def assert_safe(pod, policy):
             assert "resources" not in container
     text = pod_policy.dump_pod(pod)
     assert yaml.safe_load(text) == pod
+
+
+def _posix_normal(path):
+    """``path`` normalised lexically, POSIX rules, without os.path (which keeps a leading //)."""
+    parts = []
+    for part in path.split("/"):
+        if part == "..":
+            parts = parts[:-1]
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _under(path, root):
+    return path == root or path.startswith(root + "/")
+
+
+def _under_kernel_paths(path):
+    return any(_under(path, root) for root in ("/proc", "/sys", "/dev"))
 
 
 def run_module_file(name, tmp_path, **args):

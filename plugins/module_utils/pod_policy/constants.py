@@ -17,6 +17,11 @@ RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 RESERVED_LABEL_PREFIXES = ("io.podman.", "io.containers.")
+# Container paths a pod may neither mount over nor work in, with everything below them (the
+# kernel's interfaces); "/" is refused as a mount destination only.  SHM_PATH is the one
+# exception: an in-memory emptyDir may be mounted on it, and a working directory may be in it.
+KERNEL_PATHS = ("/proc", "/sys", "/dev")
+SHM_PATH = "/dev/shm"
 # Image digests: the algorithms the OCI image spec registers (v1.1) and the length of their
 # lowercase hex encoding.
 DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}

@@ -8,17 +8,18 @@ import ipaddress
 import os
 import re
 
-from .constants import PROTOCOLS, PULL_POLICIES
+from .constants import PROTOCOLS, PULL_POLICIES, SHM_PATH
 from .hostfiles import _read_env_file
 from .messages import _index, _show
 from .security import _SECURITY_KEYS, _security_context
 from .values import (
     _ENV_NAME_RE,
-    _absolute_path,
     _boolean,
+    _container_path,
     _digest_problem,
     _dns_label,
     _ignore_unknown,
+    _kernel_path,
     _mapping,
     _parse_image,
     _port,
@@ -96,7 +97,7 @@ class _ContainerRenderer:
                 if items is not None:
                     rendered[key] = items
         if value.get("workingDir") is not None:
-            working_dir = _absolute_path(rep, path + ".workingDir", value["workingDir"])
+            working_dir = self.working_dir(path + ".workingDir", value["workingDir"])
             if working_dir is not None:
                 rendered["workingDir"] = working_dir
 
@@ -152,6 +153,22 @@ class _ContainerRenderer:
             rep.error(
                 path,
                 "%s is not from an allowed registry (%s)" % (_show(text), ", ".join(allowed)),
+            )
+            return None
+        return normalised
+
+    def working_dir(self, path, value):
+        """The normalised working directory; none in the kernel's interfaces (/dev/shm, an
+        ordinary tmpfs, excepted)."""
+        normalised = _container_path(self.rep, path, value)
+        if normalised is None:
+            return None
+        kernel = _kernel_path(normalised)
+        if kernel is not None and not _below(normalised, SHM_PATH):
+            self.rep.error(
+                path,
+                "%s %s, which a container may not use as its working directory"
+                % (_show(value), _is(normalised, kernel)),
             )
             return None
         return normalised
@@ -319,7 +336,7 @@ class _ContainerRenderer:
         storage = False
         if value is None or _sequence(rep, path, value) is None:
             return rendered, storage
-        seen = set()
+        seen = {}  # normalised mountPath -> the first volumeMounts[j] that has it
         for j, item in enumerate(value):
             here = _index(path, j)
             item = _mapping(rep, here, item)
@@ -348,15 +365,16 @@ class _ContainerRenderer:
             if item.get("mountPath") is None:
                 rep.error(here + ".mountPath", "required")
             else:
-                mount_path = _absolute_path(rep, here + ".mountPath", item["mountPath"])
-                if mount_path is not None and ":" in mount_path:
-                    rep.error(here + ".mountPath", "must not contain ':'")
-                    mount_path = None
+                mount_path = self.mount_path(here + ".mountPath", item["mountPath"], name, volumes)
                 if mount_path is not None:
-                    normalised = os.path.normpath(mount_path)
-                    if normalised in seen:
-                        rep.error(here + ".mountPath", "%s is mounted twice" % _show(mount_path))
-                    seen.add(normalised)
+                    if mount_path in seen:
+                        rep.error(
+                            here + ".mountPath",
+                            "%s already mounted by %s"
+                            % (_spelt(item["mountPath"], mount_path), seen[mount_path]),
+                        )
+                    else:
+                        seen[mount_path] = "volumeMounts[%d]" % j
             read_only = False
             if "readOnly" in item:
                 read_only = _boolean(rep, here + ".readOnly", item["readOnly"])
@@ -371,9 +389,42 @@ class _ContainerRenderer:
             rendered.append(mount)
         return rendered, storage
 
+    def mount_path(self, path, value, name, volumes):
+        """The normalised destination of a mount, or None.  Nothing is mounted on / or on the
+        kernel's interfaces (/proc, /sys, /dev and below), except an in-memory emptyDir on
+        /dev/shm itself; ``name`` is the mounted volume (None when invalid)."""
+        rep = self.rep
+        normalised = _container_path(rep, path, value)
+        if normalised is None:
+            return None
+        if ":" in normalised:
+            rep.error(path, "must not contain ':'")
+            return None
+        if normalised == "/":
+            rep.error(path, "%s is /, which a pod may not mount over" % _show(value))
+            return None
+        kernel = _kernel_path(normalised)
+        if kernel is None:
+            return normalised
+        if normalised == SHM_PATH:
+            volume = volumes[name][1] if name is not None else None
+            if volume is None or "emptyDir" in volume:
+                return normalised  # (an invalid volume has its own error)
+            rep.error(
+                path,
+                "%s is %s, where only an emptyDir with medium Memory may be mounted"
+                % (_show(value), SHM_PATH),
+            )
+            return None
+        rep.error(
+            path,
+            "%s %s, which a pod may not mount over" % (_show(value), _is(normalised, kernel)),
+        )
+        return None
+
     def systemd_mounts(self, i, mounts, volumes):
         """Policy ``systemd: true``: tmpfs on /run, /run/lock and /tmp unless mounted."""
-        taken = {os.path.normpath(mount["mountPath"]) for mount in mounts}
+        taken = {mount["mountPath"] for mount in mounts}
         for suffix, mount_path in _SYSTEMD_TMPFS:
             if mount_path in taken:
                 continue
@@ -437,3 +488,19 @@ class _ContainerRenderer:
             "runAsUser": user,
             "runAsGroup": group,
         }
+
+
+def _below(normalised, root):
+    return normalised == root or normalised.startswith(root + "/")
+
+
+def _is(normalised, root):
+    """``is /proc`` or ``is under /proc``."""
+    return ("is %s" if normalised == root else "is under %s") % root
+
+
+def _spelt(value, normalised):
+    """``"/srv" is`` when the tenant wrote the normalised path, else ``"//srv/" is /srv,``."""
+    if value == normalised:
+        return "%s is" % _show(value)
+    return "%s is %s," % (_show(value), normalised)

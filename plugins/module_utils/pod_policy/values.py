@@ -6,7 +6,7 @@ None when it is invalid; plus image references, CPU and memory amounts."""
 
 import re
 
-from .constants import DIGEST_HEX_LENGTHS
+from .constants import DIGEST_HEX_LENGTHS, KERNEL_PATHS
 from .messages import _key, _kind, _show
 
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
@@ -114,6 +114,32 @@ def _absolute_path(rep, path, value):
         rep.error(path, "%s must be an absolute path" % _show(text))
         return None
     return text
+
+
+def _container_path(rep, path, value):
+    """An absolute path inside the container (a mountPath, a workingDir), normalised the POSIX
+    way without looking at any file system: repeated slashes collapsed, "." dropped, ".."
+    removing the component before it (at the root it stays there).  None when invalid."""
+    text = _absolute_path(rep, path, value)
+    if text is None:
+        return None
+    parts = []
+    for part in text.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _kernel_path(normalised):
+    """The kernel interface (/proc, /sys, /dev) a normalised container path is or lies
+    under; None for any other path."""
+    for root in KERNEL_PATHS:
+        if normalised == root or normalised.startswith(root + "/"):
+            return root
+    return None
 
 
 def _digest_problem(digest):

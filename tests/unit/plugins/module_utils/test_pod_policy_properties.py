@@ -6,7 +6,7 @@ no host namespaces) - and never raises anything else."""
 import pod_policy
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from pod_policy.dump import _PyDumper
 from podspec_helpers import assert_safe, make_hosting, patched, shop_pod, shop_policy
@@ -91,6 +91,17 @@ NASTY_STRINGS = [
     "`id`",
     "; rm -rf /",
     "{{ lookup('pipe','id') }}",
+    # container paths that are, or lie under, what a pod may not mount over or work in
+    "/proc",
+    "//proc/",
+    "/proc/../proc",
+    "/sys/fs/cgroup",
+    "/dev/../dev/shm",
+    "/dev/shm",
+    "/dev/shm/x",
+    "/./",
+    "//",
+    "/var/..",
 ]
 scalars = st.one_of(
     st.none(),
@@ -197,7 +208,28 @@ mounts = st.fixed_dictionaries(
     {
         "name": st.sampled_from(["www", "data", "tmp", "x", "nope"]),
         "mountPath": st.sampled_from(
-            ["/var/www", "/tmp", "/", "/run", "relative", "/a:b", "/data"]
+            [
+                "/var/www",
+                "/tmp",
+                "/",
+                "/run",
+                "relative",
+                "/a:b",
+                "/data",
+                "//var/www/",
+                "/var/./www",
+                "/tmp/x/..",
+                "//run",
+                "/proc",
+                "/proc/../proc",
+                "/x/../../sys",
+                "//dev",
+                "/dev/shm",
+                "/dev//shm/",
+                "/dev/shm/x",
+                "/dev/null",
+                "/..",
+            ]
         ),
     },
     optional={
@@ -240,7 +272,10 @@ containers = st.fixed_dictionaries(
         ),
         "command": st.lists(st.sampled_from(NASTY_STRINGS), max_size=3) | values,
         "resources": values,
-        "workingDir": st.sampled_from(["/app", "app", None]),
+        "workingDir": st.sampled_from(
+            ["/app", "app", None, "//app/./x/..", "/proc/self", "/app/../sys", "//dev", "/dev/shm"]
+        )
+        | st.sampled_from(NASTY_STRINGS),
         "privileged": st.booleans(),
     },
 )
@@ -270,6 +305,9 @@ FIELDS = [
     C0 + ".env",
     C0 + ".volumeMounts",
     C0 + ".volumeMounts[0].name",
+    C0 + ".volumeMounts[0].mountPath",
+    C0 + ".volumeMounts[1].mountPath",
+    C0 + ".workingDir",
     SC,
     SC + ".runAsUser",
     SC + ".privileged",
@@ -299,6 +337,8 @@ TARGETS = [
     ("spec.volumes[0].hostPath.type", st.sampled_from(["Directory", "File", "", None])),
     ("spec.volumes[2]", volumes),
     (C0 + ".volumeMounts[2]", mounts),
+    (C0 + ".volumeMounts[1].mountPath", st.sampled_from(NASTY_STRINGS)),
+    (C0 + ".workingDir", st.sampled_from(NASTY_STRINGS)),
     ("spec.hostNetwork", st.sampled_from([True, False, "true", 1])),
     ("spec.hostPID", st.sampled_from([True, False])),
     ("spec.hostIPC", st.sampled_from([True, False])),
@@ -402,6 +442,66 @@ def test_host_paths_never_escape(policies, path):
     )
     if result is not None:
         assert "link" not in result.pod["spec"]["volumes"][0]["hostPath"]["path"].split("/")[-3:]
+
+
+# Mostly ordinary absolute paths, so that both outcomes are common.
+container_paths = st.builds(
+    lambda start, parts: start + "/".join(parts),
+    st.sampled_from(["/"] * 8 + ["//", ""]),
+    st.lists(
+        st.sampled_from(["srv", "www", "srv", "www", "app", "", ".", "..", "proc", "sys", "dev"])
+        | st.sampled_from(["shm", "self", "x"]),
+        max_size=5,
+    ),
+)
+
+
+def _normal(path):
+    parts = []
+    for part in path.split("/"):
+        if part == "..":
+            parts = parts[:-1]
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _kernel(path):
+    return any(path == root or path.startswith(root + "/") for root in ("/proc", "/sys", "/dev"))
+
+
+@given(www=container_paths, tmp=container_paths, directory=container_paths, which=st.integers(0, 2))
+def test_container_paths_are_normalised_and_kept_out_of_the_kernel(
+    policies, www, tmp, directory, which
+):
+    """An oracle: the pod is accepted exactly when each path is absolute, neither mount is on
+    /, on /proc, /sys or /dev (the emptyDir "tmp" may be on /dev/shm), the two mounts differ
+    once normalised, and the working directory is out of /proc, /sys and /dev (/dev/shm is
+    fine); then the rendered paths are the normalised ones."""
+    pod = patched(
+        base_pod(),
+        {
+            C0 + ".volumeMounts[0].mountPath": www,
+            C0 + ".volumeMounts[1].mountPath": tmp,
+            C0 + ".workingDir": directory,
+        },
+    )
+    result = check(yaml.safe_dump(pod), policies[which])
+    www_n, tmp_n, directory_n = _normal(www), _normal(tmp), _normal(directory)
+    acceptable = (
+        all(path.startswith("/") for path in (www, tmp, directory))
+        and "/" not in (www_n, tmp_n)
+        and not _kernel(www_n)
+        and (not _kernel(tmp_n) or tmp_n == "/dev/shm")
+        and www_n != tmp_n
+        and (not _kernel(directory_n) or (directory_n + "/").startswith("/dev/shm/"))
+    )
+    event("accepted" if acceptable else "refused")
+    assert (result is not None) == acceptable, (www, tmp, directory)
+    if result is not None:
+        container = result.pod["spec"]["containers"][0]
+        assert [m["mountPath"] for m in container["volumeMounts"][:2]] == [www_n, tmp_n]
+        assert container["workingDir"] == directory_n
 
 
 @given(

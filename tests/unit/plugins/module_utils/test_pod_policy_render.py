@@ -355,6 +355,57 @@ def test_systemd_override_adds_tmpfs_mounts(base):
     assert_safe(result.pod, policy)
 
 
+def test_systemd_tmpfs_is_not_added_over_a_tenant_mount_spelt_differently(base):
+    policy = shop_policy(base, containers={"web": {"systemd": True}})
+    result = render(patched(shop_pod(), {C0 + ".volumeMounts[1].mountPath": "//run/"}), policy)
+    assert result.pod["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "www", "mountPath": "/var/www"},
+        {"name": "tmp", "mountPath": "/run"},
+        {"name": "systemd-0-lock", "mountPath": "/run/lock"},
+        {"name": "systemd-0-tmp", "mountPath": "/tmp"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "written, rendered",
+    [
+        ("/var/www", "/var/www"),
+        ("//var//www/", "/var/www"),
+        ("/var/./www/.", "/var/www"),
+        ("/var/lib/../www", "/var/www"),
+        ("/../../var/www", "/var/www"),
+        ("/var/www/..", "/var"),
+        ("/procfs", "/procfs"),
+        ("/srv/proc", "/srv/proc"),
+        ("/devices", "/devices"),
+        ("/a b/ c", "/a b/ c"),
+    ],
+)
+def test_container_paths_are_rendered_normalised(base, written, rendered):
+    pod = patched(
+        shop_pod(), {C0 + ".volumeMounts[0].mountPath": written, C0 + ".workingDir": written}
+    )
+    result = render(pod, shop_policy(base))
+    container = result.pod["spec"]["containers"][0]
+    assert container["volumeMounts"][0]["mountPath"] == rendered
+    assert container["workingDir"] == rendered
+
+
+def test_an_in_memory_empty_dir_may_be_mounted_on_dev_shm(base):
+    pod = patched(
+        shop_pod(),
+        {
+            C0 + ".volumeMounts[1].mountPath": "//dev/./shm/",
+            C0 + ".workingDir": "/dev/shm/work",
+        },
+    )
+    result = render(pod, shop_policy(base))
+    container = result.pod["spec"]["containers"][0]
+    assert container["volumeMounts"][1] == {"name": "tmp", "mountPath": "/dev/shm"}
+    assert container["workingDir"] == "/dev/shm/work"
+    assert result.warnings == []
+
+
 def test_no_writable_mount_is_added_silently(base):
     pod = patched(shop_pod(), {C0 + ".volumeMounts": [{"name": "www", "mountPath": "/var/www"}]})
     pod = patched(pod, {"spec.volumes": [pod["spec"]["volumes"][0]]})

@@ -308,6 +308,57 @@ ERRORS = [
         {},
         [C0 + '.workingDir: "app" must be an absolute path'],
     ),
+    (
+        "workingDir-proc",
+        {C0 + ".workingDir": "/proc"},
+        {},
+        [
+            C0 + '.workingDir: "/proc" is /proc, which a container may not use as its working '
+            "directory"
+        ],
+    ),
+    (
+        "workingDir-below-proc-spelt-with-dots",
+        {C0 + ".workingDir": "/app/../proc/./self//cwd"},
+        {},
+        [
+            C0 + '.workingDir: "/app/../proc/./self//cwd" is under /proc, which a container may '
+            "not use as its working directory"
+        ],
+    ),
+    (
+        "workingDir-sys",
+        {C0 + ".workingDir": "//sys/fs/cgroup/"},
+        {},
+        [
+            C0 + '.workingDir: "//sys/fs/cgroup/" is under /sys, which a container may not use as '
+            "its working directory"
+        ],
+    ),
+    (
+        "workingDir-dev",
+        {C0 + ".workingDir": "/../dev"},
+        {},
+        [
+            C0 + '.workingDir: "/../dev" is /dev, which a container may not use as its working '
+            "directory"
+        ],
+    ),
+    (
+        "workingDir-dev-shm-sibling",
+        {C0 + ".workingDir": "/dev/shmx"},
+        {},
+        [
+            C0 + '.workingDir: "/dev/shmx" is under /dev, which a container may not use as its '
+            "working directory"
+        ],
+    ),
+    (
+        "workingDir-multiline",
+        {C0 + ".workingDir": "/app\n/proc"},
+        {},
+        [C0 + ".workingDir: must be a single line"],
+    ),
     # -- env -----------------------------------------------------------------------------
     ("env-type", {C0 + ".env": {"A": "1"}}, {}, [C0 + ".env: must be a list, got a mapping"]),
     (

@@ -227,9 +227,126 @@ ERRORS = [
     ),
     (
         "mountPath-twice",
+        {C0 + ".volumeMounts[1].mountPath": "/var/www"},
+        {},
+        [C0 + '.volumeMounts[1].mountPath: "/var/www" is already mounted by volumeMounts[0]'],
+    ),
+    (
+        "mountPath-twice-trailing-slash",
         {C0 + ".volumeMounts[1].mountPath": "/var/www/"},
         {},
-        [C0 + '.volumeMounts[1].mountPath: "/var/www/" is mounted twice'],
+        [
+            C0 + '.volumeMounts[1].mountPath: "/var/www/" is /var/www, already mounted by '
+            "volumeMounts[0]"
+        ],
+    ),
+    (
+        "mountPath-twice-spelt-differently",
+        {
+            C0 + ".volumeMounts[0].mountPath": "//srv",
+            C0 + ".volumeMounts[1].mountPath": "/srv/./x/../",
+        },
+        {},
+        [
+            C0 + '.volumeMounts[1].mountPath: "/srv/./x/../" is /srv, already mounted by '
+            "volumeMounts[0]"
+        ],
+    ),
+    (
+        "mountPath-root",
+        {C0 + ".volumeMounts[0].mountPath": "/"},
+        {},
+        [C0 + '.volumeMounts[0].mountPath: "/" is /, which a pod may not mount over'],
+    ),
+    (
+        "mountPath-root-spelt-with-dots",
+        {C0 + ".volumeMounts[0].mountPath": "/var/../..//."},
+        {},
+        [C0 + '.volumeMounts[0].mountPath: "/var/../..//." is /, which a pod may not mount over'],
+    ),
+    (
+        "mountPath-proc",
+        {C0 + ".volumeMounts[1].mountPath": "/proc/../proc"},
+        {},
+        [
+            C0 + '.volumeMounts[1].mountPath: "/proc/../proc" is /proc, which a pod may not '
+            "mount over"
+        ],
+    ),
+    (
+        "mountPath-below-proc",
+        {C0 + ".volumeMounts[0].mountPath": "/proc/sys/kernel"},
+        {},
+        [
+            C0 + '.volumeMounts[0].mountPath: "/proc/sys/kernel" is under /proc, which a pod may '
+            "not mount over"
+        ],
+    ),
+    (
+        "mountPath-sys-double-slash",
+        {C0 + ".volumeMounts[0].mountPath": "//sys"},
+        {},
+        [C0 + '.volumeMounts[0].mountPath: "//sys" is /sys, which a pod may not mount over'],
+    ),
+    (
+        "mountPath-below-sys",
+        {C0 + ".volumeMounts[0].mountPath": "/./sys/fs/cgroup/"},
+        {},
+        [
+            C0 + '.volumeMounts[0].mountPath: "/./sys/fs/cgroup/" is under /sys, which a pod may '
+            "not mount over"
+        ],
+    ),
+    (
+        "mountPath-dev",
+        {C0 + ".volumeMounts[1].mountPath": "/dev/"},
+        {},
+        [C0 + '.volumeMounts[1].mountPath: "/dev/" is /dev, which a pod may not mount over'],
+    ),
+    (
+        "mountPath-dev-escaping-the-root",
+        {C0 + ".volumeMounts[1].mountPath": "/../../dev/null"},
+        {},
+        [
+            C0 + '.volumeMounts[1].mountPath: "/../../dev/null" is under /dev, which a pod may '
+            "not mount over"
+        ],
+    ),
+    (
+        "mountPath-dev-shm-hostPath",
+        {C0 + ".volumeMounts[0].mountPath": "/dev/shm"},
+        {},
+        [
+            C0 + '.volumeMounts[0].mountPath: "/dev/shm" is /dev/shm, where only an emptyDir with '
+            "medium Memory may be mounted"
+        ],
+    ),
+    (
+        "mountPath-below-dev-shm",
+        {C0 + ".volumeMounts[1].mountPath": "/dev/shm/x"},
+        {},
+        [
+            C0 + '.volumeMounts[1].mountPath: "/dev/shm/x" is under /dev, which a pod may not '
+            "mount over"
+        ],
+    ),
+    (
+        "mountPath-colon-after-normalising",
+        {C0 + ".volumeMounts[0].mountPath": "/a:b/."},
+        {},
+        [C0 + ".volumeMounts[0].mountPath: must not contain ':'"],
+    ),
+    (
+        "mountPath-relative-dotdot",
+        {C0 + ".volumeMounts[0].mountPath": "../proc"},
+        {},
+        [C0 + '.volumeMounts[0].mountPath: "../proc" must be an absolute path'],
+    ),
+    (
+        "mountPath-multiline",
+        {C0 + ".volumeMounts[0].mountPath": "/srv\n/proc"},
+        {},
+        [C0 + ".volumeMounts[0].mountPath: must be a single line"],
     ),
     (
         "mount-subPath",
