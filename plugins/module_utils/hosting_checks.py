@@ -213,6 +213,8 @@ def todo_reasons(model, run):
             reasons.append("no linger")
     if "msg" in render:
         reasons.append("pod file does not validate")
+    elif render.get("fallback"):
+        reasons.append("pod file does not validate, the last valid one runs")
     if render.get("changed"):
         reasons.append("rendered pod changed")
     if state.get("manager") != "active":

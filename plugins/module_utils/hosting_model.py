@@ -156,6 +156,9 @@ def layout(hosting, settings):
         "tenant_policy_file": f"{container_config}/system.yaml",
         "pod_file": f"{container_config}/pod.yaml",
         "rendered_file": f"{state_dir}/pod.yaml",
+        # the tenant's pod file as it was when it last validated (userpod play, pod_spec)
+        "last_valid_file": f"{state_dir}/pod.input.yaml",
+        "start_log": f"{root}/logs/pod_start.log",
         "log_dir": f"{root}/logs",
         # The container log of the pod (podman's k8s-file driver, one file for its containers).
         "pod_log": f"{root}/logs/{name}-{name}.log",
@@ -192,6 +195,7 @@ def layout(hosting, settings):
         "ops_triggers": [UPDATE_TIMER]
         + [f"webhosting-cron-{job['name']}.timer" for job in cron_jobs],
     }
+    model["pod_file_shown"] = model["pod_file"][len(root) + 1 :]
     model["policy"] = policy(hosting, settings, model)
     # What a removed hosting may have left (tasks/absent.yml removes these).
     model["left_paths"] = [
@@ -309,7 +313,7 @@ def ops_text(model, settings):
             "log_dir": model["log_dir"],
             "state_dir": model["state_dir"],
             "pod_file": model["pod_file"],
-            "pod_file_shown": model["pod_file"][len(model["root"]) + 1 :],
+            "pod_file_shown": model["pod_file_shown"],
             "policy_file": model["policy_file"],
             "rendered_file": model["rendered_file"],
             "userpod": settings["userpod_path"],
@@ -558,6 +562,7 @@ def renders(plan, file_results):
                 "src": model["pod_file"],
                 "policy": model["policy"],
                 "dest": model["rendered_file"],
+                "last_valid": model["last_valid_file"],
                 "owner": str(model["uid"]),
                 "group": str(model["gid"]),
                 "mode": "0600",

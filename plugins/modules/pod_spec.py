@@ -72,6 +72,16 @@ options:
         description: As O(dest).
         type: path
         required: true
+      last_valid:
+        description:
+          - Where the last valid version of O(renders[].src) is kept (written, with the owner
+            and group of O(renders[].dest) and mode 0600, whenever the pod file validates).
+          - When O(renders[].src) does not validate, this copy is rendered instead, checked
+            again with the current policy and file system, and the result says
+            V(fallback=true) with the tenant's errors in V(invalid); when the copy does not
+            validate either (or there is none), the render fails (V(msg)), V(last_valid)
+            telling whether there was a copy.
+        type: path
       owner:
         description: Owner of O(renders[].dest) (name or number).
         type: str
@@ -193,7 +203,8 @@ errors:
 pods:
   description:
     - Per render of O(renders), V(changed), V(dest) and RV(errors) (empty when it
-      rendered), and V(msg) when it did not.
+      rendered), and V(msg) when it did not; V(fallback), V(invalid) and V(invalid_msg)
+      when the last valid pod file was rendered instead (see O(renders[].last_valid)).
     - Not called C(results), which Ansible reserves for the items of a loop.
   returned: when O(renders) is given
   type: dict
@@ -261,9 +272,10 @@ class _Failed(Exception):
         self.result = result
 
 
-def _render(module, src, policy_source, dest, file_args, strict):
+def _render(module, src, policy_source, dest, file_args, strict, keep=None):
     """Validate, render and write one pod. Returns the result dict (without diff text
-    unless asked) and the before/after texts; raises _Failed."""
+    unless asked) and the before/after texts; raises _Failed. With ``keep``, a valid pod
+    file is also copied there (the last valid input, which the pod unit falls back to)."""
     result = dict(changed=False, dest=dest, errors=[], warnings_list=[])
     pod_source, problem = _read(src, "pod file")
     if problem:
@@ -313,6 +325,21 @@ def _render(module, src, policy_source, dest, file_args, strict):
     if os.path.exists(dest):
         file_args["path"] = dest
         changed = module.set_fs_attributes_if_different(file_args, changed)
+    if keep is not None and keep != src:
+        kept, _problem = _read(keep, "last valid pod file")
+        if kept != pod_source:
+            changed = True
+            if not module.check_mode:
+                try:
+                    write_atomic(
+                        keep,
+                        pod_source,
+                        mode=0o600,
+                        owner=user_id(file_args["owner"]) if os.geteuid() == 0 else -1,
+                        group=group_id(file_args["group"]) if os.geteuid() == 0 else -1,
+                    )
+                except (IOError, OSError) as exc:
+                    raise _Failed("%s: cannot write: %s" % (keep, to_native(exc)), result) from None
     result["changed"] = changed
     return result, before, after
 
@@ -325,14 +352,38 @@ def _render_many(module):
             dict(module.params, owner=item["owner"], group=item["group"], mode=item["mode"]),
             path=item["dest"],
         )
-        result, before, after = _render(
-            module,
-            item["src"],
-            item["policy"],
-            item["dest"],
-            file_args,
-            module.params["strict"],
-        )
+        keep = item.get("last_valid")
+        try:
+            result, before, after = _render(
+                module,
+                item["src"],
+                item["policy"],
+                item["dest"],
+                file_args,
+                module.params["strict"],
+                keep=keep,
+            )
+        except _Failed as exc:
+            # The tenant's file does not validate: the last valid one, checked again with
+            # the current policy and file system, is what the pod runs (as at its start).
+            if keep is None or not os.path.lexists(keep):
+                exc.result["last_valid"] = False
+                raise
+            try:
+                result, before, after = _render(
+                    module, keep, item["policy"], item["dest"], file_args, module.params["strict"]
+                )
+            except _Failed as older:
+                raise _Failed(
+                    "%s\nThe last valid version of the pod file (%s) no longer validates"
+                    " either:\n%s" % (exc.msg, keep, older.msg),
+                    dict(
+                        older.result,
+                        errors=exc.result["errors"] + older.result["errors"],
+                        last_valid=True,
+                    ),
+                ) from None
+            result = dict(result, fallback=True, invalid_msg=exc.msg, invalid=exc.result["errors"])
         if result["changed"]:
             diff_before.append("# %s\n%s" % (item["dest"], before or ""))
             diff_after.append("# %s\n%s" % (item["dest"], after))
@@ -373,6 +424,7 @@ def main():
                     src=dict(type="path", required=True),
                     policy=dict(type="dict", required=True),
                     dest=dict(type="path", required=True),
+                    last_valid=dict(type="path"),
                     owner=dict(type="str"),
                     group=dict(type="str"),
                     mode=dict(type="raw"),

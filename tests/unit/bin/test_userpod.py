@@ -79,7 +79,7 @@ def test_render_provider_example(hosting):
     assert result.returncode == 0
     expected = pod_policy.dump_pod(pod_policy.render_pod(PROVIDER_POD, policy_file.read_text()).pod)
     assert result.stdout == expected
-    assert "path: %s/data/app" % base in result.stdout
+    assert 'path: "%s/data/app"' % base in result.stdout
     assert "hostPort" not in result.stdout
     assert "readOnlyRootFilesystem: true" in result.stdout
     assert result.stderr == "".join("warning: %s\n" % line for line in PROVIDER_WARNINGS)
@@ -105,7 +105,7 @@ def test_render_output_keeps_the_mode_of_the_file_it_replaces(hosting, tmp_path)
     output.chmod(0o600)
     assert userpod("render", "-o", output, pod_file, policy_file).returncode == 0
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
-    assert output.read_text().startswith("apiVersion: v1\n")
+    assert output.read_text().startswith('apiVersion: "v1"\n')
 
 
 def test_render_output_untouched_when_the_pod_is_invalid(hosting, tmp_path):
@@ -568,3 +568,81 @@ def test_forward_refuses_other_ports_and_links(hosting, fake_podman):
     assert "is a symlink; refusing to touch it" in linked.stderr
     assert os.path.islink(base / "tmp" / "run" / "8080")
     assert not any(call[0] == "nsenter" for call in calls(state))
+
+
+# ---------------------------------------------------------------------------------------------
+# play --render-from: every start renders and checks; a stale rendered pod never runs
+# ---------------------------------------------------------------------------------------------
+def play_from(tmp_path, pod_file, policy_file, env):
+    rendered, last, report = (tmp_path / n for n in ("rendered.yaml", "last.yaml", "start.log"))
+    args = ["play", "--service", "--render-from", pod_file, "--last-valid", last]
+    args += ["--report", report, "--render-shown", "pod.yaml", rendered, policy_file]
+    return userpod(*args, env=env), rendered, last, report
+
+
+def test_play_renders_at_start_and_keeps_the_valid_input(hosting, fake_podman, tmp_path):
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    played, rendered, last, report = play_from(tmp_path, pod_file, policy_file, env)
+    assert played.returncode == 0, played.stderr
+    assert calls(state)[-1][-1] == str(rendered)
+    assert rendered.read_text() == userpod("render", pod_file, policy_file).stdout
+    assert last.read_text() == PROVIDER_POD
+    assert not report.exists()  # nothing to tell
+
+
+def test_play_falls_back_to_the_last_valid_input(hosting, fake_podman, tmp_path):
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 0
+    good = (tmp_path / "rendered.yaml").read_text()
+    pod_file.write_text(PROVIDER_POD.replace("  containers:", "  hostNetwork: true\n  containers:"))
+    (tmp_path / "rendered.yaml").write_text("stale: true\n")
+    played, rendered, last, report = play_from(tmp_path, pod_file, policy_file, env)
+    assert played.returncode == 0, played.stderr
+    assert rendered.read_text() == good  # rendered again from the last valid input
+    assert last.read_text() == PROVIDER_POD
+    log = report.read_text()
+    assert "started with the last valid version" in log
+    assert "error: spec.hostNetwork" in log
+
+
+def test_play_refuses_when_the_policy_admits_neither(hosting, fake_podman, tmp_path):
+    """The symlink swap: the mounted folder becomes a link to /. The tenant's file and its
+    last valid version both mount it, so nothing starts, and the stale rendered pod (which
+    mounts the link) is not played."""
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 0
+    before = len(calls(state))
+    app = base / "data" / "app"
+    app.rmdir()
+    app.symlink_to("/")
+    played, rendered, last, report = play_from(tmp_path, pod_file, policy_file, env)
+    assert played.returncode == 1
+    assert len(calls(state)) == before  # podman was not run
+    log = report.read_text()
+    assert "the pod was NOT started: no valid pod file" in log
+    assert "no longer validates either" in log
+    no_traceback(played)
+
+
+def test_play_without_any_valid_input_refuses(hosting, fake_podman, tmp_path):
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    pod_file.write_text("kind: Pod\n")
+    played, rendered, _last, report = play_from(tmp_path, pod_file, policy_file, env)
+    assert played.returncode == 1
+    assert not rendered.exists()
+    assert "NOT started" in report.read_text()
+
+
+def test_play_report_is_never_written_through_a_link(hosting, fake_podman, tmp_path):
+    base, pod_file, policy_file = hosting
+    env, _state, _started = fake_podman
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "start.log").symlink_to(target)
+    pod_file.write_text("kind: Pod\n")
+    assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 1
+    assert target.read_text() == ""

@@ -250,3 +250,58 @@ def test_renders_many_in_one_call_and_reports_a_bad_one_by_name(tmp_path, hostin
     assert again["changed"] is False
     mixed = run_module(tmp_path, renders=renders, src=hosting["src"])
     assert mixed["failed"] and "mutually exclusive" in mixed["msg"]
+
+
+def test_last_valid_is_kept_and_rendered_when_the_tenants_file_breaks(tmp_path, hosting):
+    """As the pod unit does at every start: the tenant's file, else its last valid version
+    checked again; neither (the policy or the file system changed): a failure."""
+    policy = yaml.safe_load(hosting["policy_text"])
+    last = tmp_path / "pod.input.yaml"
+    render = {
+        "name": "shop",
+        "src": hosting["src"],
+        "policy": policy,
+        "dest": hosting["dest"],
+        "last_valid": str(last),
+        "mode": "0600",
+    }
+    dry = run_module(tmp_path, renders=[render], _ansible_check_mode=True)
+    assert dry["changed"] and not last.exists()
+    out = run_module(tmp_path, renders=[render])
+    assert out["pods"]["shop"]["changed"] and last.read_text() == PROVIDER_POD
+    assert stat.S_IMODE(last.stat().st_mode) == 0o600
+    assert not run_module(tmp_path, renders=[render])["changed"]
+
+    # the tenant breaks the file: the last valid one is rendered again, the errors reported
+    with open(hosting["src"], "w") as handle:
+        handle.write(PROVIDER_POD.replace("runAsUser: 1000", "runAsUser: 0"))
+    out = run_module(tmp_path, renders=[render])["pods"]["shop"]
+    assert out["fallback"] is True and "msg" not in out
+    assert out["invalid"] == [
+        "spec.containers[0].securityContext.runAsUser: 0 (root) is not allowed"
+    ]
+    assert last.read_text() == PROVIDER_POD
+    with open(hosting["dest"]) as handle:
+        assert handle.read() == expected_text(hosting)
+
+    # the admin tightens the policy: the last valid version fails too
+    tight = dict(policy, allowed_registries=["registry.example.net"])
+    out = run_module(tmp_path, renders=[dict(render, policy=tight)])["pods"]["shop"]
+    assert out["last_valid"] is True
+    assert "no longer validates either" in out["msg"]
+    assert "allowed_registries" in out["msg"] or "registry" in out["msg"]
+
+    # no copy yet (a host set up by an older release): a plain failure, saying so
+    last.unlink()
+    out = run_module(tmp_path, renders=[render])["pods"]["shop"]
+    assert out["last_valid"] is False and "msg" in out
+
+
+def test_a_pod_file_that_is_a_symlink_is_not_read(tmp_path, hosting):
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    os.unlink(hosting["src"])
+    os.symlink(secret, hosting["src"])
+    out = run_module(tmp_path, **args_of(hosting))
+    assert out["failed"] and "is a symlink" in out["msg"]
+    assert "root only" not in json.dumps(out)
