@@ -316,6 +316,10 @@ def assert_safe(pod, policy):
             assert "resources" not in container
     text = pod_policy.dump_pod(pod)
     assert yaml.safe_load(text) == pod
+    for event in yaml.parse(text):  # every string quoted: no YAML 1.1 or 1.2 reader re-types it
+        if isinstance(event, yaml.ScalarEvent) and not event.style:
+            assert re.fullmatch("[A-Za-z][A-Za-z0-9]*|-?[0-9]+", event.value), event.value
+            assert event.value.lower() not in ("y", "n", "yes", "no", "on", "off", "null")
 
 
 def _posix_normal(path):
