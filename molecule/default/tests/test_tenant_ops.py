@@ -347,6 +347,9 @@ def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
     )
     mark = f"tenant data {time.time_ns()}"
     assert lab.run(tenant(REMOVED, f"echo '{mark}' > {root}/data/keep.txt")).rc == 0
+    # A sparse file of 2 TB (a few bytes stored) must not make the archive huge or slow.
+    sparse = f"{root}/data/sparse.img"
+    assert lab.run(tenant(REMOVED, f"truncate -s 2T {sparse} && echo end >> {sparse}")).rc == 0
     archives_before = set(
         lab.check_output("ls /var/backups/webhosting-pods 2>/dev/null || true").split()
     )
@@ -358,8 +361,15 @@ def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
     f = lab.file(archive)
     assert f.user == "root" and f.mode == 0o600
     listing = lab.check_output(f"tar --list --gzip --file {archive}").split()
-    for path in ("data/keep.txt", "www/", "logs/", "private/container-config/pod.yaml"):
+    for path in (
+        "data/keep.txt",
+        "data/sparse.img",
+        "www/",
+        "logs/",
+        "private/container-config/pod.yaml",
+    ):
         assert f"{REMOVED}/{path}" in listing, path
+    assert f.size < 10 * 1024 * 1024, f.size
     assert mark in lab.check_output(
         f"tar --extract --gzip --to-stdout --file {archive} {REMOVED}/data/keep.txt"
     )

@@ -5,8 +5,11 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -163,6 +166,50 @@ def test_remove_trigger_removes_whatever_it_is_and_follows_nothing(tmp_path, kin
     assert not os.path.lexists(trigger)
     assert (target / "keep").read_text() == "x"
     assert podops.remove_trigger(str(trigger)) is False
+
+
+@pytest.mark.parametrize("locked", ["folder", "trigger-directory"])
+def test_a_trigger_the_tenant_locked_in_is_still_removed(locked):
+    """The tenant takes their own write permission away (chmod 0500) from the trigger's
+    folder, or from a trigger that is a directory: podops, running as that tenant, gives it
+    back and removes the trigger (else the path unit would fire for ever). Run as an
+    unprivileged uid (root ignores permissions), in a folder that uid can reach."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="podops-lock-"))
+    os.chmod(tmp_path, 0o755)
+    folder = tmp_path / "pod_restart"
+    folder.mkdir()
+    trigger = folder / "pod_restart.run"
+    if locked == "folder":
+        trigger.write_text("")
+        locked_dir = folder
+    else:
+        (trigger / "deep").mkdir(parents=True)
+        (trigger / "deep" / "f").write_text("x")
+        locked_dir = trigger / "deep"
+    uid = os.getuid() if os.getuid() != 0 else 65534
+    for path in [tmp_path, folder, *folder.rglob("*")]:
+        if os.getuid() == 0:
+            os.lchown(path, uid, uid)
+    os.chmod(locked_dir, 0o500)
+    if locked != "folder":
+        os.chmod(trigger, 0o500)
+    pid = os.fork()
+    if pid == 0:  # the child: the tenant
+        try:
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+            os._exit(0 if podops.remove_trigger(str(trigger)) else 3)
+        except BaseException:  # noqa: BLE001 - any failure is the test's answer
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not os.path.lexists(trigger)
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", str(tmp_path)], check=False)
+        shutil.rmtree(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
