@@ -248,7 +248,10 @@ def test_update_restarts_only_the_pod_whose_image_changed(lab, pod_file):
     assert wait_for(lambda: served_version(lab, NAME) == "2", 30)
     assert main_pid(lab, NAME) != pid
     assert main_pid(lab, OTHER) == other_pid
-    assert "new image" in lab.file(f"{LOGS}/pod_update.log").content_string
+    update_log = lab.file(f"{LOGS}/pod_update.log").content_string
+    assert "new image" in update_log
+    # the image version 1 is no container's any more: removed after the restart
+    assert "removed 1 unused image" in update_log, update_log[-1000:]
 
     # And once more: up to date now.
     pid = main_pid(lab, NAME)
