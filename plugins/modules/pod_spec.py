@@ -295,11 +295,16 @@ def _render(module, src, policy_source, dest, file_args, strict, keep=None):
     after = dump_pod(rendered.pod)
 
     before = None
-    if os.path.exists(dest):
-        if os.path.isdir(dest):
-            raise _Failed("%s: is a directory" % dest, result)
+    try:
+        dest_mode = os.lstat(dest).st_mode
+    except FileNotFoundError:
+        dest_mode = None
+    if dest_mode is not None and stat.S_ISDIR(dest_mode):
+        raise _Failed("%s: is a directory" % dest, result)
+    if dest_mode is not None and stat.S_ISREG(dest_mode):
         try:
             # the state directory is the hosting user's: its last output, never a link
+            # (anything else there, a link included, is replaced by the rename below)
             before = read_nofollow(dest).decode("utf-8", "replace")
         except (IOError, OSError) as exc:
             raise _Failed("%s: cannot read: %s" % (dest, to_native(exc)), result) from None
@@ -322,9 +327,8 @@ def _render(module, src, policy_source, dest, file_args, strict, keep=None):
         except (IOError, OSError) as exc:
             raise _Failed("%s: cannot write: %s" % (dest, to_native(exc)), result) from None
 
-    if os.path.exists(dest):
-        file_args["path"] = dest
-        changed = module.set_fs_attributes_if_different(file_args, changed)
+    if os.path.lexists(dest):
+        changed = _fix_attributes(module, dest, file_args, changed, result)
     if keep is not None and keep != src:
         kept, _problem = _read(keep, "last valid pod file")
         if kept != pod_source:
@@ -342,6 +346,36 @@ def _render(module, src, policy_source, dest, file_args, strict, keep=None):
                     raise _Failed("%s: cannot write: %s" % (keep, to_native(exc)), result) from None
     result["changed"] = changed
     return result, before, after
+
+
+def _fix_attributes(module, dest, file_args, changed, result):
+    """Owner, group and an octal mode of ``dest`` set through a descriptor opened without
+    following a link: ``dest`` lies in the hosting user's state directory, where a link
+    swapped in after the write must not make root chown or chmod another file. A symbolic
+    mode or SELinux context goes through Ansible's own (path-based) code instead."""
+    mode = file_args.get("mode")
+    octal = octal_mode(mode) if mode is not None else None
+    selinux = any(file_args.get(key) for key in ("seuser", "serole", "setype", "selevel"))
+    if (mode is not None and octal is None) or selinux:
+        file_args["path"] = dest
+        return module.set_fs_attributes_if_different(file_args, changed)
+    uid, gid = user_id(file_args.get("owner")), group_id(file_args.get("group"))
+    try:
+        with open_nofollow(dest) as fd:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _Failed("%s: not a regular file" % dest, result)
+            if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
+                changed = True
+                if not module.check_mode:
+                    os.fchown(fd, uid, gid)
+            if octal is not None and stat.S_IMODE(st.st_mode) != octal:
+                changed = True
+                if not module.check_mode:
+                    os.fchmod(fd, octal)
+    except (IOError, OSError) as exc:
+        raise _Failed("%s: %s" % (dest, to_native(exc.strerror or exc)), result) from None
+    return changed
 
 
 def _render_many(module):

@@ -305,3 +305,19 @@ def test_a_pod_file_that_is_a_symlink_is_not_read(tmp_path, hosting):
     out = run_module(tmp_path, **args_of(hosting))
     assert out["failed"] and "is a symlink" in out["msg"]
     assert "root only" not in json.dumps(out)
+
+
+def test_a_link_planted_as_the_rendered_pod_is_replaced_not_followed(tmp_path, hosting):
+    """The rendered pod lies in the hosting user's state directory: a symlink there (to a
+    file of root's) is replaced by the new file, and the link's target keeps its content,
+    owner and mode."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's\n")
+    os.chmod(victim, 0o644)
+    os.symlink(victim, hosting["dest"])
+    out = run_module(tmp_path, mode="0600", **args_of(hosting))
+    assert out["changed"] is True and not out.get("failed"), out
+    assert not os.path.islink(hosting["dest"])
+    assert victim.read_text() == "root's\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(hosting["dest"]).st_mode) == 0o600
