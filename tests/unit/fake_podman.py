@@ -31,6 +31,12 @@ elif args[:2] == ["pod", "inspect"]:
     print("infra0123456789" if "InfraContainerID" in args[3] else "Running")
 elif args[:2] == ["container", "inspect"]:
     print("4242 4243")
+elif args[:2] == ["volume", "rm"]:
+    if os.path.exists(os.path.join(state, "volume-in-use")):
+        fail("volume is being used by the following container(s)", 2)
+    print(args[-1])
+elif args[:2] == ["volume", "create"]:
+    print(args[-1])
 elif args[:2] == ["pod", "rm"]:
     if os.path.exists(running):
         os.unlink(running)

@@ -221,16 +221,27 @@ def assert_safe(pod, policy):
     base = policy["volumes_base_dir"]
     assert pod["apiVersion"] == "v1" and pod["kind"] == "Pod"
     assert pod["metadata"]["name"] == policy["name"]
-    assert set(pod["metadata"]) <= {"name", "labels"}
+    assert set(pod["metadata"]) <= {"name", "labels", "annotations"}
     for key in pod["metadata"].get("labels", {}):
         assert not key.startswith(("io.podman.", "io.containers."))
+    # the in-memory volumes, the only annotation: claim=bytes, claims of this pod only
+    annotations = pod["metadata"].get("annotations", {})
+    assert set(annotations) <= {pod_policy.MEMORY_VOLUMES_ANNOTATION}
+    memory = {}
+    for item in filter(None, annotations.get(pod_policy.MEMORY_VOLUMES_ANNOTATION, "").split(",")):
+        claim, size = item.split("=")
+        assert claim.startswith(policy["name"] + "-memory-") and int(size) > 0
+        memory[claim] = int(size)
+    limit = policy["resources"].get("memory")
+    if limit is not None:
+        assert sum(memory.values()) <= pod_policy.memory_bytes(limit)
     spec = pod["spec"]
     assert set(spec) <= {"hostname", "restartPolicy", "containers", "volumes"}
     assert spec["restartPolicy"] in ("Always", "OnFailure", "Never")
     assert 1 <= len(spec["containers"]) <= policy["max_containers"]
     volumes = {}
     for volume in spec.get("volumes", []):
-        assert set(volume) in ({"name", "hostPath"}, {"name", "emptyDir"})
+        assert set(volume) in ({"name", "hostPath"}, {"name", "persistentVolumeClaim"})
         volumes[volume["name"]] = volume
         if "hostPath" in volume:
             assert volume["hostPath"]["type"] == "Directory"
@@ -244,8 +255,9 @@ def assert_safe(pod, policy):
                 assert part != ".."
                 current = os.path.join(current, part)
                 assert stat.S_ISDIR(os.lstat(current).st_mode), current
-        else:
-            assert volume["emptyDir"]["medium"] == "Memory"
+        else:  # an in-memory emptyDir: a tmpfs volume of the annotation's size
+            assert set(volume["persistentVolumeClaim"]) == {"claimName"}
+            assert volume["persistentVolumeClaim"]["claimName"] in memory
     exposed = {
         (int(entry.split("/")[0]), entry.split("/")[1].upper()) for entry in policy["exposed_ports"]
     }

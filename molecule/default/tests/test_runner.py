@@ -77,3 +77,44 @@ def test_beta_serves_through_nginx_with_its_network(lab):
     out = lab.run("curl -sS --max-time 10 https://beta.example.test/version")
     assert out.rc == 0, out.stderr
     assert out.stdout.strip() in ("1", "2")
+
+
+def _mount_of(lab, pid, mount_point):
+    """(fs type, super options) of mount_point in a process's /proc/PID/mountinfo."""
+    for line in lab.file(f"/proc/{pid}/mountinfo").content_string.splitlines():
+        fields = line.split()
+        if fields[4] == mount_point:
+            after = fields[fields.index("-") + 1 :]
+            return after[0], after[2]
+    return None
+
+
+def _podman_as(name, command):
+    return (
+        f"setpriv --reuid={name} --regid={name} --init-groups env USER={name}"
+        f" XDG_RUNTIME_DIR=/run/user/$(id -u {name})"
+        f" XDG_CONFIG_HOME=/var/lib/webhosting-pods/state/{name}/config"
+        f" HOME=/var/lib/webhosting-pods/users/{name} PODMAN_IGNORE_CGROUPSV1_WARNING=1"
+        f" podman {command}"
+    )
+
+
+def test_in_memory_volume_is_one_sized_tmpfs_for_the_whole_pod(lab, container_pids):
+    """beta's `cache` (emptyDir medium Memory, no sizeLimit: the default 64Mi) is a tmpfs of
+    that size in what each container really mounts, and the same one in both containers
+    (podman 4.3 alone would put it on disk; podman 5.4 would give each container its own)."""
+    assert HOSTINGS["beta"]["pod"]["spec"]["volumes"][2]["emptyDir"] == {"medium": "Memory"}
+    seen = {}
+    for pid, _uid, _comm in container_pids(lab, "beta"):
+        mount = _mount_of(lab, pid, "/cache")
+        if mount:
+            seen[pid] = mount
+    assert len(seen) >= 2, seen  # web and db
+    for fstype, options in seen.values():
+        assert fstype == "tmpfs", seen
+        assert "size=65536k" in options.split(","), seen
+    mark = f"shared-{len(seen)}"
+    res = lab.run(_podman_as("beta", f"exec beta-db /bin/sh -c 'echo {mark} > /cache/shared'"))
+    assert res.rc == 0, res.stderr
+    res = lab.run(_podman_as("beta", "exec beta-web cat /cache/shared"))
+    assert res.rc == 0 and res.stdout.strip() == mark, (res.stdout, res.stderr)

@@ -30,11 +30,12 @@ The rules are documented for tenants in ``docs/pod-policy.md`` and the policy ke
 administrators in ``docs/system-policy.md``.
 """
 
-from .constants import MAX_DOCUMENT_BYTES
+from .constants import MAX_DOCUMENT_BYTES, MEMORY_VOLUMES_ANNOTATION
 from .dump import dump_pod
 from .messages import PodSpecError
 from .policy import load_policy
-from .render import RenderResult, render_pod
+from .render import RenderResult, memory_volumes, render_pod
+from .values import _memory_bytes as memory_bytes
 
 __all__ = [
     "PodSpecError",
@@ -42,5 +43,8 @@ __all__ = [
     "load_policy",
     "render_pod",
     "dump_pod",
+    "memory_volumes",
+    "memory_bytes",
     "MAX_DOCUMENT_BYTES",
+    "MEMORY_VOLUMES_ANNOTATION",
 ]

@@ -10,6 +10,11 @@ MAX_DEPTH = 40  # nesting depth, aliases expanded
 MAX_ENV_FILE_BYTES = 64 * 1024
 MAX_CONTAINERS_LIMIT = 100  # upper bound for the policy's max_containers
 DEFAULT_MAX_CONTAINERS = 10
+# Size of an in-memory emptyDir without sizeLimit (policy default_memory_volume_size).
+DEFAULT_MEMORY_VOLUME_SIZE = "64Mi"
+# The annotation of a rendered pod that lists its in-memory volumes (claim=bytes,...): the
+# runner creates each as a tmpfs volume of that size before podman kube play.
+MEMORY_VOLUMES_ANNOTATION = "webhosting.pods/memory-volumes"
 MAX_ID = 4294967294  # largest uid/gid
 
 NETWORK_MODES = ("default", "none", "pasta", "slirp4netns")

@@ -7,7 +7,13 @@ import copy
 import os
 import re
 
-from .constants import DEFAULT_MAX_CONTAINERS, MAX_CONTAINERS_LIMIT, MAX_ID, NETWORK_MODES
+from .constants import (
+    DEFAULT_MAX_CONTAINERS,
+    DEFAULT_MEMORY_VOLUME_SIZE,
+    MAX_CONTAINERS_LIMIT,
+    MAX_ID,
+    NETWORK_MODES,
+)
 from .messages import PodSpecError, _index, _key, _Report, _show
 from .values import (
     _absolute_path,
@@ -47,6 +53,7 @@ _POLICY_KEYS = (
     "network",
     "resources",
     "max_containers",
+    "default_memory_volume_size",
 )
 _POLICY_CONTAINER_KEYS = ("read_only_root_filesystem", "systemd")
 
@@ -210,6 +217,16 @@ def load_policy(source):
             else:
                 rep.error(path, "unknown key")
     policy["resources"] = resources
+
+    value = data.get("default_memory_volume_size")
+    size = DEFAULT_MEMORY_VOLUME_SIZE if value is None else _memory(value)
+    if size is None:
+        rep.error(
+            "policy.default_memory_volume_size",
+            "%s is not a memory amount (e.g. 64Mi)" % _show(value),
+        )
+        size = DEFAULT_MEMORY_VOLUME_SIZE
+    policy["default_memory_volume_size"] = size
 
     value = data.get("max_containers", DEFAULT_MAX_CONTAINERS)
     if _is_int(value) and 1 <= value <= MAX_CONTAINERS_LIMIT:

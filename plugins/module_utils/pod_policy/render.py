@@ -6,13 +6,22 @@
 
 import re
 
-from .constants import RESERVED_LABEL_PREFIXES, RESTART_POLICIES
+from .constants import MEMORY_VOLUMES_ANNOTATION, RESERVED_LABEL_PREFIXES, RESTART_POLICIES
 from .containers import _ContainerRenderer
 from .hostfiles import _resolve_host_dir
 from .messages import PodSpecError, _index, _key, _kind, _Report, _show
 from .policy import _normalised
 from .security import _POD_SECURITY_KEYS, _security_context
-from .values import _boolean, _dns_label, _ignore_unknown, _mapping, _memory, _sequence, _text
+from .values import (
+    _boolean,
+    _dns_label,
+    _ignore_unknown,
+    _mapping,
+    _memory,
+    _memory_bytes,
+    _sequence,
+    _text,
+)
 from .yamlsafe import _load_yaml
 
 _LABEL_NAME_RE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", re.ASCII)
@@ -62,6 +71,7 @@ class _Renderer(_ContainerRenderer):
         # TCP containerPorts declared by the tenant (socket ports must be among them).
         self.declared_tcp = set()
         self.env_files = []
+        self.memory_volumes = []  # (claim, bytes) of the in-memory emptyDirs, in order
         self.pod_user_refused = False  # spec.securityContext.runAsUser given but invalid
 
     # -- top level -------------------------------------------------------------------------
@@ -91,6 +101,12 @@ class _Renderer(_ContainerRenderer):
         rendered_spec = self.spec(spec) if spec is not None else None
         if rep.errors:
             return None
+        if self.memory_volumes:
+            metadata["annotations"] = {
+                MEMORY_VOLUMES_ANNOTATION: ",".join(
+                    "%s=%d" % (claim, size) for claim, size in self.memory_volumes
+                )
+            }
         return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": rendered_spec}
 
     def metadata(self, value):
@@ -212,7 +228,19 @@ class _Renderer(_ContainerRenderer):
                 continue
             if name not in used and i is not None:
                 rep.warn(_index("spec.volumes", i), "volume %s is not mounted" % _show(name))
+            if "emptyDir" in volume:
+                volume = self.memory_volume(volume)
             rendered_volumes.append(volume)
+        total = sum(size for _claim, size in self.memory_volumes)
+        limit = policy["resources"].get("memory")
+        if limit is not None and total > _memory_bytes(limit):
+            rep.error(
+                "spec.volumes",
+                "the in-memory volumes take %d bytes in all (each emptyDir's sizeLimit, else the"
+                " policy's default_memory_volume_size of %s), more than the pod's memory limit"
+                " of %s (policy resources.memory)"
+                % (total, policy["default_memory_volume_size"], limit),
+            )
 
         result = {"hostname": hostname, "restartPolicy": restart, "containers": containers}
         if rendered_volumes:
@@ -220,6 +248,16 @@ class _Renderer(_ContainerRenderer):
         return result
 
     # -- volumes ---------------------------------------------------------------------------
+    def memory_volume(self, volume):
+        """An in-memory emptyDir as podman runs it: a named volume the runner creates as a
+        tmpfs of the volume's size before each start (claim <pod>-memory-<volume>), shared by
+        the pod's containers. podman's own emptyDir is a directory on disk (4.3) or a tmpfs
+        per container without a size (5.x)."""
+        claim = "%s-memory-%s" % (self.policy["name"], volume["name"])
+        size = volume["emptyDir"].get("sizeLimit") or self.policy["default_memory_volume_size"]
+        self.memory_volumes.append((claim, _memory_bytes(size)))
+        return {"name": volume["name"], "persistentVolumeClaim": {"claimName": claim}}
+
     def volumes(self, value):
         """name -> (index, rendered volume or None when invalid)."""
         rep = self.rep
@@ -318,6 +356,18 @@ class _Renderer(_ContainerRenderer):
                 return None
             rendered["sizeLimit"] = size
         return {"name": name, "emptyDir": rendered}
+
+
+def memory_volumes(pod):
+    """[(claim, bytes)] of a rendered pod's in-memory volumes (its annotation): what the
+    runner creates as tmpfs volumes before podman kube play."""
+    annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
+    result = []
+    for item in str(annotations.get(MEMORY_VOLUMES_ANNOTATION, "")).split(","):
+        claim, _, size = item.partition("=")
+        if claim and size.isdigit():
+            result.append((claim, int(size)))
+    return result
 
 
 def render_pod(pod_text, policy, strict=False):

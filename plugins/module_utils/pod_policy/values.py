@@ -214,6 +214,30 @@ def _cpu(value):
     return None
 
 
+_MEMORY_FACTORS = {
+    "": 1,
+    "k": 1000,
+    "K": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "T": 1000**4,
+    "P": 1000**5,
+    "E": 1000**6,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "Pi": 1024**5,
+    "Ei": 1024**6,
+}
+
+
+def _memory_bytes(text):
+    """Bytes of a memory amount :func:`_memory` accepted (``"64Mi"`` -> 67108864)."""
+    number = re.match(r"[0-9.]+", text).group(0)
+    return int(float(number) * _MEMORY_FACTORS[text[len(number) :]])
+
+
 def _memory(value):
     if _is_int(value):
         value = str(value)

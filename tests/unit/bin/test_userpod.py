@@ -646,3 +646,59 @@ def test_play_report_is_never_written_through_a_link(hosting, fake_podman, tmp_p
     pod_file.write_text("kind: Pod\n")
     assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 1
     assert target.read_text() == ""
+
+
+MEMORY_POD = PROVIDER_POD.replace(
+    "    volumeMounts:\n    - mountPath: /var/www\n      name: data-app\n",
+    "    volumeMounts:\n    - mountPath: /var/www\n      name: data-app\n"
+    "    - mountPath: /cache\n      name: cache\n",
+).replace(
+    "  volumes:\n",
+    "  volumes:\n  - name: cache\n    emptyDir:\n      medium: Memory\n      sizeLimit: 16Mi\n",
+)
+
+
+@pytest.mark.parametrize("verb", ["start", "play"])
+def test_in_memory_volumes_are_fresh_tmpfs_volumes_of_their_size(
+    hosting, fake_podman, tmp_path, verb
+):
+    """Before kube play, each in-memory emptyDir is made a new tmpfs volume of its size
+    (podman's own emptyDir is on disk in 4.3 and has no size in 5.x)."""
+    base, pod_file, policy_file = hosting
+    env, state, started = fake_podman
+    pod_file.write_text(MEMORY_POD)
+    if verb == "start":
+        started.append(forwarder_pidfile(base))
+        result = userpod("start", pod_file, policy_file, env=env)
+    else:
+        result = play_from(tmp_path, pod_file, policy_file, env)[0]
+    assert result.returncode == 0, result.stderr
+    recorded = calls(state)
+    play = next(i for i, c in enumerate(recorded) if c[:2] == ["kube", "play"])
+    assert recorded[play - 2 : play] == [
+        ["volume", "rm", "--force", "mycontainertest-memory-cache"],
+        [
+            "volume",
+            "create",
+            "--driver",
+            "local",
+            "--opt",
+            "type=tmpfs",
+            "--opt",
+            "device=tmpfs",
+            "--opt",
+            "o=nr_blocks=%d,mode=1777" % (16 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")),
+            "mycontainertest-memory-cache",
+        ],
+    ]
+
+
+def test_an_in_memory_volume_still_in_use_is_kept(hosting, fake_podman, tmp_path):
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    pod_file.write_text(MEMORY_POD)
+    (state / "volume-in-use").touch()
+    result = play_from(tmp_path, pod_file, policy_file, env)[0]
+    assert result.returncode == 0, result.stderr
+    assert "it is kept" in result.stderr
+    assert not [c for c in calls(state) if c[:2] == ["volume", "create"]]

@@ -45,6 +45,7 @@ def test_provider_policy_is_accepted_unchanged():
         "network": "default",
         "resources": {},
         "max_containers": 10,
+        "default_memory_volume_size": "64Mi",
     }
 
 

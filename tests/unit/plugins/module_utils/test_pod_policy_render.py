@@ -144,8 +144,10 @@ def test_hardening_and_defaults(base):
     assert "ports" not in container
     assert spec["volumes"] == [
         {"name": "www", "hostPath": {"path": str(base / "data" / "www"), "type": "Directory"}},
-        {"name": "tmp", "emptyDir": {"medium": "Memory"}},
+        {"name": "tmp", "persistentVolumeClaim": {"claimName": "shop-memory-tmp"}},
     ]
+    # an in-memory emptyDir: a tmpfs volume the runner makes, of the default size
+    assert pod_policy.memory_volumes(result.pod) == [("shop-memory-tmp", 64 * 1024 * 1024)]
     assert_safe(result.pod, shop_policy(base))
 
 
@@ -212,7 +214,11 @@ def test_tenant_values_are_kept(base):
     assert pod["spec"]["hostname"] == "www"
     assert pod["spec"]["restartPolicy"] == "OnFailure"
     assert pod["metadata"]["labels"] == {"app.kubernetes.io/name": "shop", "tier": ""}
-    assert pod["spec"]["volumes"][1]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Mi"}
+    assert pod["spec"]["volumes"][1] == {
+        "name": "tmp",
+        "persistentVolumeClaim": {"claimName": "shop-memory-tmp"},
+    }
+    assert pod_policy.memory_volumes(pod) == [("shop-memory-tmp", 64 * 1024 * 1024)]
     assert yaml.safe_load(pod_policy.dump_pod(pod)) == pod
 
 
@@ -348,8 +354,14 @@ def test_systemd_override_adds_tmpfs_mounts(base):
         {"name": "systemd-0-lock", "mountPath": "/run/lock"},
     ]
     assert result.pod["spec"]["volumes"][2:] == [
-        {"name": "systemd-0-run", "emptyDir": {"medium": "Memory"}},
-        {"name": "systemd-0-lock", "emptyDir": {"medium": "Memory"}},
+        {
+            "name": "systemd-0-run",
+            "persistentVolumeClaim": {"claimName": "shop-memory-systemd-0-run"},
+        },
+        {
+            "name": "systemd-0-lock",
+            "persistentVolumeClaim": {"claimName": "shop-memory-systemd-0-lock"},
+        },
     ]
     assert container["securityContext"] == dict(HARDENED, runAsUser=1000, runAsGroup=1000)
     assert result.warnings == []
@@ -672,3 +684,54 @@ def test_a_normalised_policy_changed_later_is_validated_again(base, change, erro
     with pytest.raises(pod_policy.PodSpecError) as caught:
         render(shop_pod(), policy)
     assert caught.value.errors == [error]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "memory", "error"),
+    [
+        (["16Mi", "16Mi"], "64Mi", None),
+        (["32Mi", None], "64Mi", "the in-memory volumes take 100663296 bytes in all"),
+        ([None], "32Mi", "more than the pod's memory limit of 32Mi (policy resources.memory)"),
+        (["1Gi"], None, None),
+    ],
+)
+def test_in_memory_volumes_have_a_size_that_counts_against_the_memory_limit(
+    base, sizes, memory, error
+):
+    """Every in-memory emptyDir gets a size (its sizeLimit, else the policy's
+    default_memory_volume_size, 64Mi) and together they must fit the pod's memory limit."""
+    volumes = [
+        {
+            "name": "m%d" % i,
+            "emptyDir": dict({"medium": "Memory"}, **({"sizeLimit": s} if s else {})),
+        }
+        for i, s in enumerate(sizes)
+    ]
+    mounts = [{"name": v["name"], "mountPath": "/m%d" % i} for i, v in enumerate(volumes)]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "nginx:1",
+                    "ports": [{"containerPort": 8080}],
+                    "volumeMounts": mounts,
+                }
+            ],
+            "volumes": volumes,
+        },
+    }
+    policy = shop_policy(base, **({"resources": {"memory": memory}} if memory else {}))
+    if error:
+        with pytest.raises(pod_policy.PodSpecError) as caught:
+            pod_policy.render_pod(yaml.safe_dump(pod), policy)
+        assert any(e.startswith("spec.volumes: ") and error in e for e in caught.value.errors)
+        return
+    result = pod_policy.render_pod(yaml.safe_dump(pod), policy)
+    sizes_bytes = [pod_policy.memory_bytes(s or "64Mi") for s in sizes]
+    assert pod_policy.memory_volumes(result.pod) == [
+        ("shop-memory-m%d" % i, size) for i, size in enumerate(sizes_bytes)
+    ]
+    assert_safe(result.pod, policy)
