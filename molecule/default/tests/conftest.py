@@ -202,14 +202,38 @@ SSH_OPTIONS = (
 )
 
 
-def sftp_batch(lab, user, key, lines, timeout=60):
-    """Run `sftp -b -` as user with tenant key N; returns testinfra's result (rc, stdout,
-    stderr). `lines` are sftp commands; a command prefixed with `-` may fail."""
+_SOURCES = iter(range(10, 250))
+
+
+def refused_source():
+    """A loopback source address of its own (127.0.0.N) for a login meant to fail: OpenSSH
+    9.8 and later (Debian 13) penalise a source address after failed logins
+    (PerSourcePenalties) and then refuse every connection from it for a while, so failures
+    on 127.0.0.1 would block the logins meant to work, and a refusal could come from the
+    penalty instead of the check under test."""
+    return f"127.0.0.{next(_SOURCES)}"
+
+
+def sftp_batch(lab, user, key, lines, timeout=60, source=None):
+    """Run `sftp -b -` as user with tenant key N, from 127.0.0.1 or `source`; returns
+    testinfra's result (rc, stdout, stderr). `lines` are sftp commands; a command prefixed
+    with `-` may fail."""
     script = "\n".join(lines) + "\n"
+    bind = f" -o BindAddress={source}" if source else ""
     return lab.run(
-        f"printf %s {shlex.quote(script)} | timeout {timeout} sftp {SSH_OPTIONS}"
+        f"printf %s {shlex.quote(script)} | timeout {timeout} sftp {SSH_OPTIONS}{bind}"
         f" -i /root/tenant-keys/{key} -b - {user}@127.0.0.1"
     )
+
+
+def sftp_refused(lab, user, key):
+    """Whether a login as user with key N is refused by authentication (from a source
+    address of its own, see refused_source)."""
+    res = sftp_batch(lab, user, key, ["ls /"], source=refused_source())
+    if res.rc == 0:
+        return False
+    assert "Permission denied" in res.stderr, res.stderr
+    return True
 
 
 def ssh_command(lab, user, key, options="", command="", timeout=30):
@@ -219,6 +243,18 @@ def ssh_command(lab, user, key, options="", command="", timeout=30):
         f"timeout {timeout} ssh {SSH_OPTIONS} -i /root/tenant-keys/{key} {options}"
         f" {user}@127.0.0.1 {command} </dev/null"
     )
+
+
+@pytest.fixture(name="sftp_refused", scope="session")
+def sftp_refused_fixture():
+    """sftp_refused(lab, user, key) -> True when authentication refuses the login."""
+    return sftp_refused
+
+
+@pytest.fixture(name="refused_source", scope="session")
+def refused_source_fixture():
+    """refused_source() -> a fresh 127.0.0.N for a login meant to fail."""
+    return refused_source
 
 
 @pytest.fixture(name="sftp", scope="session")

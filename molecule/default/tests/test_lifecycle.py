@@ -93,7 +93,7 @@ def test_converged_hostings_cost_no_task_of_their_own(lab, dry_run):
 
 
 @pytest.fixture(scope="session")
-def inventory_change(all_labs, run_site, container_pids, wait_until, sftp):
+def inventory_change(all_labs, run_site, container_pids, wait_until, sftp_refused):
     """The tenant edits pod.yaml; the admin changes an env file and a policy override, runs
     site.yml, then goes back to the committed inventory and runs it again."""
     seen = {name: {} for name in all_labs}
@@ -121,12 +121,12 @@ def inventory_change(all_labs, run_site, container_pids, wait_until, sftp):
     for host, lab in all_labs.items():
         seen[host]["after"] = {n: pod_main_pid(lab, n) for n in (CHANGED, OTHER)}
         seen[host]["changed_view"] = web_view(lab, CHANGED, container_pids, wait_until)
-        seen[host]["sftp_changed"] = {k: sftp(lab, CHANGED, k, ["ls /"]).rc == 0 for k in (1, 3)}
+        seen[host]["sftp_changed"] = {k: not sftp_refused(lab, CHANGED, k) for k in (1, 3)}
 
     seen["restore_run"] = run_site(list(all_labs))
     for host, lab in all_labs.items():
         seen[host]["restored_view"] = web_view(lab, CHANGED, container_pids, wait_until)
-        seen[host]["sftp_restored"] = {k: sftp(lab, CHANGED, k, ["ls /"]).rc == 0 for k in (1, 3)}
+        seen[host]["sftp_restored"] = {k: not sftp_refused(lab, CHANGED, k) for k in (1, 3)}
     return seen
 
 
