@@ -7,10 +7,15 @@ as a collection (ansible_collections/webhosting/pods) in a temporary directory, 
 own site.yml runs against the lab hosts with the collections path pointing there first;
 the lab connection (lab_nsenter) and the toolchain are this checkout's.
 
+Hosting keys the previous release does not know (its roles/hosting argument spec refuses
+them, e.g. `sftp`, new in 0.2.0) are left out of its run, through an extra-vars file with
+the inventory's hostings without them: an admin's inventory of that release had none.
+
 Usage: previous.py INVENTORY HOST...   (exit status: ansible-playbook's)
 """
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -18,8 +23,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parents[1]
+GROUP_VARS = HERE / "inventory" / "group_vars" / "pod_hosts.yml"
 
 
 def previous_release():
@@ -47,6 +55,14 @@ def unpack(commit, root):
     return target
 
 
+def known_hostings(collection):
+    """The inventory's hostings with only the keys the release in `collection` knows."""
+    spec = yaml.safe_load((collection / "roles/hosting/meta/argument_specs.yml").read_text())
+    options = spec["argument_specs"]["main"]["options"]["hosting_hostings"]["options"]
+    hostings = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
+    return [{k: v for k, v in h.items() if k in options} for h in hostings]
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
@@ -65,9 +81,11 @@ def main(argv):
         env["ANSIBLE_COLLECTIONS_PATH"] = f"{root}:{bundled}"
         env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
         env["ANSIBLE_ROLES_PATH"] = str(collection / "roles")
+        extra = Path(root) / "hostings.json"
+        extra.write_text(json.dumps({"webhosting_hostings": known_hostings(collection)}))
         proc = subprocess.run(
             ["ansible-playbook", "-i", inventory, str(collection / "site.yml"),
-             "--limit", ",".join(hosts)],
+             "--limit", ",".join(hosts), "-e", f"@{extra}"],
             env=env,
             check=False,
         )  # fmt: skip
