@@ -48,9 +48,10 @@ def perm_letters(bits):
 
 
 def read_acl(path, user, default):
-    """The letters of ``user``'s entry in the (default) ACL of ``path`` itself (a symlink
-    there is not followed), or None when there is none. KeyError for an unknown user."""
-    uid = pwd.getpwnam(user).pw_uid
+    """The letters of ``user``'s entry (a name, or a uid in digits: a user that does not
+    exist yet) in the (default) ACL of ``path`` itself (a symlink there is not followed),
+    or None when there is none. KeyError for an unknown user name."""
+    uid = int(user) if str(user).isdigit() else pwd.getpwnam(user).pw_uid
     name = "system.posix_acl_default" if default else "system.posix_acl_access"
     try:
         data = os.getxattr(path, name, follow_symlinks=False)

@@ -228,6 +228,9 @@ def todo_reasons(model, run):
                 continue  # forwarders run with their pod only
             if active != "active":
                 reasons.append(f"{unit} {active or 'unknown'}")
+    acls = (run.get("acls") or {}).get(model["data_dir"] + ":default") or {}
+    if acls.get(str(model["uid"])) != "rwx":
+        reasons.append("data/ default ACL")
     if trigger.get("active") != "active" or trigger.get("file") != "enabled":
         reasons.append(f"{model['trigger_unit']} not watching")
     keys = (run.get("system") or {}).get(model["keys_unit"]) or {}

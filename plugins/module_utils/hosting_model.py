@@ -187,6 +187,9 @@ def layout(hosting, settings):
         "cron_jobs": cron_jobs,
         # The sockets nginx connects to, one per port: published for the ingress role.
         "run_dir": run_dir,
+        # containers and the tenant share data/: its default ACL gives the hosting user
+        # rwx on everything created below it, whatever the creator's umask
+        "data_dir": f"{root}/data",
         "socket_ports": ports,
         "sockets": {port: f"{run_dir}/{port}" for port in ports},
         "forwarded_ports": forwarded,
@@ -520,6 +523,15 @@ def plan(hostings, settings, limit):
                 "units": [UNIT]
                 + models[h["name"]]["ops_triggers"]
                 + models[h["name"]]["socket_units"],
+            }
+            for h in present
+        ],
+        # the default ACL of each data/ (the group share, tasks/present.yml)
+        "acls": [
+            {
+                "path": models[h["name"]]["data_dir"],
+                "user": str(models[h["name"]]["uid"]),
+                "default": True,
             }
             for h in present
         ],

@@ -298,3 +298,39 @@ def test_hosting_users_are_in_the_sftp_group_only(lab, user):
     groups = lab.check_output(f"id -nG {user}").split()
     assert sorted(groups) == sorted([user, "webhosting-sftp"])
     assert lab.user(user).shell == "/usr/sbin/nologin"
+
+
+def test_what_a_container_writes_under_data_is_the_tenants_to_manage(lab, sftp):
+    """A container process with umask 077 (a subordinate uid owns what it writes) creates a
+    folder and a file under data/: the tenant reads, removes and replaces them over SFTP
+    (data/'s default ACL gives the hosting user rwx whatever the creator's umask)."""
+    podman = (
+        "setpriv --reuid=beta --regid=beta --init-groups env USER=beta"
+        " XDG_RUNTIME_DIR=/run/user/$(id -u beta)"
+        " XDG_CONFIG_HOME=/var/lib/webhosting-pods/state/beta/config"
+        " HOME=/var/lib/webhosting-pods/users/beta PODMAN_IGNORE_CGROUPSV1_WARNING=1 podman"
+    )
+    made = lab.run(
+        f"{podman} exec beta-db /bin/sh -c"
+        " 'umask 077 && mkdir -p /data/share/dumps && echo dump-1 > /data/share/dumps/all.sql'"
+    )
+    assert made.rc == 0, made.stderr
+    stat = lab.file("/srv/hostings/beta/data/share/dumps/all.sql")
+    assert stat.user != BETA  # the container's subordinate uid
+    replacement = local_file(lab, "all.sql", "replaced by the tenant\n")
+    res = sftp(
+        lab,
+        BETA,
+        2,
+        [
+            f"get /data/share/dumps/all.sql {WORK}/got.sql",
+            f"put {replacement} /data/share/dumps/all.sql.new",
+            "rename /data/share/dumps/all.sql.new /data/share/dumps/all.sql",
+            "rm /data/share/dumps/all.sql",
+            "rmdir /data/share/dumps",
+            "rmdir /data/share",
+        ],
+    )
+    assert res.rc == 0, res.stderr
+    assert lab.file(f"{WORK}/got.sql").content_string == "dump-1\n"
+    assert not lab.file("/srv/hostings/beta/data/share").exists

@@ -264,6 +264,7 @@ def converged_run(model):
             model["trigger_unit"]: {"active": "active", "file": "enabled"},
             model["keys_unit"]: {"active": "active", "file": "enabled"},
         },
+        "acls": {model["data_dir"] + ":default": {str(model["uid"]): "rwx"}},
     }
 
 
@@ -361,3 +362,12 @@ def test_account_needs_the_sftp_group_and_no_other(groups, ok):
     run = converged_run(model)
     run["groups"] = {"shop": ["x", "10001"], **groups}
     assert (hc.todo_reasons(model, run) == []) is ok
+
+
+def test_data_needs_its_default_acl():
+    model = hm.layout(hosting(), SETTINGS)
+    run = converged_run(model)
+    run["acls"] = {}
+    assert hc.todo_reasons(model, run) == ["data/ default ACL"]
+    plan = hm.plan([hosting()], SETTINGS, [])
+    assert plan["acls"] == [{"path": "/srv/hostings/shop/data", "user": "10001", "default": True}]

@@ -69,6 +69,9 @@ def test_module_reads_acls_set_through_the_kernel(tmp_path):
         acls=[
             {"path": str(directory), "user": "nobody"},
             {"path": str(directory), "user": "nobody", "default": True},
+            # a uid in digits: a user that does not exist yet has no entry either
+            {"path": str(directory), "user": str(nobody), "default": True},
+            {"path": str(directory), "user": "4242424"},
             {"path": str(directory), "user": "root"},
             {"path": str(plain), "user": "nobody"},
             {"path": str(tmp_path / "missing"), "user": "nobody"},
@@ -78,8 +81,8 @@ def test_module_reads_acls_set_through_the_kernel(tmp_path):
     assert not out.get("failed"), out
     assert out["changed"] is False
     assert out["acls"] == {
-        str(directory): {"nobody": "r-x", "root": None},
-        f"{directory}:default": {"nobody": "--x"},
+        str(directory): {"nobody": "r-x", "4242424": None, "root": None},
+        f"{directory}:default": {"nobody": "--x", str(nobody): "--x"},
         str(plain): {"nobody": None},
         str(tmp_path / "missing"): {"nobody": None},
     }
