@@ -9,7 +9,14 @@ import yaml
 from hypothesis import event, given
 from hypothesis import strategies as st
 from pod_policy.dump import _PyDumper
-from podspec_helpers import assert_safe, make_hosting, patched, shop_pod, shop_policy
+from podspec_helpers import (
+    _posix_normal,
+    assert_safe,
+    make_hosting,
+    patched,
+    shop_pod,
+    shop_policy,
+)
 
 C0 = "spec.containers[0]"
 SC = C0 + ".securityContext"
@@ -489,16 +496,6 @@ container_paths = st.builds(
 )
 
 
-def _normal(path):
-    parts = []
-    for part in path.split("/"):
-        if part == "..":
-            parts = parts[:-1]
-        elif part not in ("", "."):
-            parts.append(part)
-    return "/" + "/".join(parts)
-
-
 def _kernel(path):
     return any(path == root or path.startswith(root + "/") for root in ("/proc", "/sys", "/dev"))
 
@@ -520,7 +517,7 @@ def test_container_paths_are_normalised_and_kept_out_of_the_kernel(
         },
     )
     result = check(yaml.safe_dump(pod), policies[which])
-    www_n, tmp_n, directory_n = _normal(www), _normal(tmp), _normal(directory)
+    www_n, tmp_n, directory_n = _posix_normal(www), _posix_normal(tmp), _posix_normal(directory)
     acceptable = (
         all(path.startswith("/") for path in (www, tmp, directory))
         and "/" not in (www_n, tmp_n)
