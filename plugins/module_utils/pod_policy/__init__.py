@@ -21,7 +21,9 @@ the modules behind it:
 - ``hostfiles``: hostPath directories and env files, no symlink followed;
 - ``security``: the tenant's securityContext;
 - ``render`` and ``containers``: :func:`render_pod`, the pod and its containers;
-- ``dump``: :func:`dump_pod`, the rendered Pod as YAML text.
+- ``dump``: :func:`dump_pod`, the rendered Pod as YAML text;
+- ``pinning``: the runner's hostPath pinning in podman's namespace (no check-then-use
+  window between rendering and podman's mount).
 
 Every error and warning is one line ``FIELD.PATH: problem``, for example
 ``spec.volumes[1].hostPath.path: /data/x does not exist in the hosting``.
@@ -33,6 +35,7 @@ administrators in ``docs/system-policy.md``.
 from .constants import MAX_DOCUMENT_BYTES, MEMORY_VOLUMES_ANNOTATION
 from .dump import dump_pod
 from .messages import PodSpecError
+from .pinning import PinError, host_path_volumes, pin, pinned_pod
 from .policy import load_policy
 from .render import RenderResult, memory_volumes, render_pod
 from .values import _memory_bytes as memory_bytes
@@ -45,6 +48,10 @@ __all__ = [
     "dump_pod",
     "memory_volumes",
     "memory_bytes",
+    "PinError",
+    "host_path_volumes",
+    "pinned_pod",
+    "pin",
     "MAX_DOCUMENT_BYTES",
     "MEMORY_VOLUMES_ANNOTATION",
 ]

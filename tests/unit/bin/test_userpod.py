@@ -503,6 +503,8 @@ def test_play_is_the_same_runner_as_start(hosting, fake_podman):
     assert userpod("stop", pod_file, policy_file, env=env).returncode == 0
     rendered = by_start[-1]
     log = str(base / "logs" / "pod.log")
+    Path(log).parent.mkdir(exist_ok=True)
+    Path(log).write_text("")  # root's, as the hosting role makes it
     played = userpod("play", "--service", "--log", log, rendered, policy_file, env=env)
     assert played.returncode == 0, played.stderr
     by_play = calls(state)[-1]
@@ -522,6 +524,33 @@ def test_play_is_the_same_runner_as_start(hosting, fake_podman):
         "--log-driver=k8s-file",
         "--log-opt=path=%s" % log,
     ]
+
+
+@pytest.mark.parametrize("make", ["missing", "tenants", "link", "hard link"])
+def test_play_gives_conmon_only_roots_log_file(hosting, fake_podman, tmp_path, make):
+    """conmon opens the log following links: a log that is not root's single-named regular
+    file is not handed to it (the journal gets the output) and the report says why."""
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    logs = base / "logs"
+    logs.mkdir(exist_ok=True)
+    log, other = logs / "pod.log", tmp_path / "elsewhere"
+    other.write_text("")
+    if make == "tenants":
+        log.write_text("")
+        os.chown(log, 12345, 12345)
+    elif make == "link":
+        log.symlink_to(other)
+    elif make == "hard link":
+        os.link(other, log)
+    report = tmp_path / "start.log"
+    rendered = tmp_path / "rendered.yaml"
+    args = ["play", "--service", "--log", log, "--render-from", pod_file, "--report", report]
+    played = userpod(*args, rendered, policy_file, env=env)
+    assert played.returncode == 0, played.stderr
+    assert not any(a.startswith("--log") for a in calls(state)[-1])
+    assert "container output is not written to pod.log" in report.read_text()
+    assert other.read_text() == ""
 
 
 def test_forward_is_the_same_runner_as_start(hosting, fake_podman):
