@@ -30,7 +30,8 @@ root=/srv/hostings/$name
 pod=$root/private/container-config/pod.yaml
 as_tenant() { setpriv --reuid=$uid --regid=$uid --init-groups "$@"; }
 version() {
-    curl -s --max-time 1 --unix-socket $root/tmp/run/8080 http://pod/version 2>/dev/null || true
+    curl -s --max-time 1 --unix-socket /run/webhosting-pods/$name/8080 \
+        http://pod/version 2>/dev/null || true
 }
 as_tenant sh -c "sed -E 's|(lab/httpd):[12]|\1:$want|' $pod > /tmp/bench-pod.yaml \
     && cat /tmp/bench-pod.yaml > $pod"

@@ -67,6 +67,12 @@ def preflight_errors(hostings, settings, passwd, groups, limit):
                     f"{at}.domains[{i}]: {domain} is listed {_count(all_domains, domain)} times"
                 )
         errors += _port_errors(at, h.get("socket_ports", settings["socket_ports"]))
+        if (h.get("ingress") or {}).get("app_socket_ports"):
+            errors.append(
+                f"{at}.ingress.app_socket_ports: no longer supported: nginx connects only to"
+                " sockets outside the tenant's files (the forwarder's); let the app listen on"
+                " TCP in the pod (docs/upgrading.md)"
+            )
         if "pod" in h and not isinstance(h["pod"], dict):
             errors.append(f"{at}.pod: must be a mapping (a Kubernetes Pod)")
         errors += _env_errors(at, h.get("env_files") or {})

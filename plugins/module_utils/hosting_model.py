@@ -50,6 +50,7 @@ LAYOUT_KEYS = (
     "pidfile",
 )
 LINGER_DIR = "/var/lib/systemd/linger"
+RUN_BASE_DIR = "/run/webhosting-pods"
 GECOS = "webhosting pod user {name}"
 NOLOGIN = "/usr/sbin/nologin"
 HEADER = "# Managed by webhosting.pods (Ansible): changes made here are overwritten.\n"
@@ -76,18 +77,23 @@ _DIRECTORIES = (
     ("state_dir:config", "user", "user", "0700"),
     ("root", "root", "hosting", "0750"),
     ("root:www", "user", "user", "2750"),
-    ("log_dir", "user", "user", "0750"),
+    # root-owned and sticky: the tenant adds and removes their own files, but cannot
+    # replace the container log (root's, conmon appends through the group) with a link
+    ("log_dir", "root", "hosting", "1770"),
     ("root:scripts", "user", "user", "0750"),
     ("root:scripts/pod_restart", "user", "user", "0750"),
     ("keys_dir", "user", "user", "0750"),
     ("root:data", "user", "user", "2770"),
     ("root:tmp", "user", "user", "2770"),
-    ("run_dir", "user", "user", "0750"),
     ("root:private", "root", "hosting", "0750"),
     # The tenant creates and replaces their own files here (an SFTP client's upload to a
     # temporary name and rename); the sticky bit keeps them from removing or replacing
     # the files root owns (system.yaml, the admin's env files).
     ("container_config", "root", "hosting", "1770"),
+    # Outside the tenant's tree (the tenant cannot put a link where nginx connects); the
+    # socket unit, as the hosting user, gives nginx its ACL entries here. /run is emptied
+    # at boot: systemd-tmpfiles creates it again (templates/tmpfiles.j2).
+    ("run_dir", "user", "user", "0750"),
 )
 
 
@@ -132,11 +138,10 @@ def layout(hosting, settings):
     etc_dir = f"{settings['config_dir']}/hostings/{name}"
     container_config = f"{root}/private/container-config"
     unit_dir = f"{home}/.config/systemd/user"
-    run_dir = f"{root}/tmp/run"
+    run_dir = f"{settings.get('run_base_dir') or RUN_BASE_DIR}/{name}"
     ports = [int(p) for p in hosting.get("socket_ports", settings["socket_ports"])]
-    # Ports whose socket the pod's app creates itself get no forwarder.
-    own = {int(p) for p in (hosting.get("ingress") or {}).get("app_socket_ports", [])}
-    forwarded = [port for port in ports if port not in own]
+    # Every port gets a forwarder: nginx connects only to sockets outside the tenant's tree.
+    forwarded = list(ports)
     cron_jobs = [dict(job) for job in hosting.get("cron_jobs", [])]
     model = {
         "name": name,
@@ -208,6 +213,7 @@ def layout(hosting, settings):
         state_dir,
         etc_dir,
         model["linger_file"],
+        run_dir,
     ]
     return model
 
@@ -431,10 +437,21 @@ def files(model, hosting, settings):
                 "create_only": True,
             }
         )
+    # The container log: root's in the root-owned, sticky logs/ (so the tenant cannot swap
+    # it for a link conmon would follow), written by conmon through the hosting's group.
+    paths.append(
+        {
+            "path": model["pod_log"],
+            "content": "",
+            "owner": 0,
+            "group": gid,
+            "mode": "0660",
+            "keep_content": True,
+        }
+    )
     paths.append(_root_file(f"{unit_dir}/{UNIT}", template=f"{UNIT}.j2"))
     paths.append(_link(f"{unit_dir}/default.target.wants/{UNIT}", f"../{UNIT}"))
-    # The socket forwarders: the pod unit wants one per port whose socket the pod's app
-    # does not create itself (ingress.app_socket_ports).
+    # The socket forwarders: the pod unit wants one per port.
     paths.append(_root_file(f"{unit_dir}/{SOCKET_UNIT}", template=f"{SOCKET_UNIT}.j2"))
     for port in model["forwarded_ports"]:
         paths.append(

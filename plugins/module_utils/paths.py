@@ -78,6 +78,7 @@ def normalise(entries):
             "content": raw.get("content"),
             "src": raw.get("src"),
             "create_only": bool(raw.get("create_only", False)),
+            "keep_content": bool(raw.get("keep_content", False)),
             "validate": raw.get("validate"),
         }
         for key in ("owner", "group"):
@@ -219,6 +220,16 @@ def _file(entry, st, check_mode):
             raise PathsError(f"{path}: exists as {_describe(st).split()[0]}, expected a file")
     if st is not None and entry["create_only"]:
         return None
+    if st is not None and entry["keep_content"]:
+        # a file others write (a log): its owner and mode are ours, its content is not;
+        # one with another name elsewhere (a hard link) is not taken over
+        if st.st_nlink != 1:
+            raise PathsError(f"{path}: has {st.st_nlink} names (hard links), expected one")
+        if not _wants_attrs(st, entry):
+            return None
+        if not check_mode:
+            _fix_attrs_of(path, entry)
+        return "updated"
     if st is not None and stat.S_ISREG(st.st_mode):
         same = read_nofollow(path) == data
         if same and not _wants_attrs(st, entry):

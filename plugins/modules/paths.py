@@ -65,6 +65,13 @@ options:
         description: For a file, create it when absent and never touch it afterwards.
         type: bool
         default: false
+      keep_content:
+        description:
+          - For a file others write to (a log), create it with O(paths[].content) when
+            absent; afterwards converge only its owner, group and mode, never its content.
+            A file with more than one name (a hard link) is refused.
+        type: bool
+        default: false
       validate:
         description:
           - For a file, a command (a list of arguments, no shell) that must succeed on the
@@ -206,6 +213,7 @@ _PATH_OPTIONS = {
     "content": {"type": "str"},
     "src": {"type": "str"},
     "create_only": {"type": "bool", "default": False},
+    "keep_content": {"type": "bool", "default": False},
     "validate": {"type": "list", "elements": "str"},
     # rendered into content by the action (plugins/action/paths.py)
     "template": {"type": "str"},

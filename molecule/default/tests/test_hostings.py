@@ -67,7 +67,7 @@ def test_tenants_cannot_read_each_other(lab):
         f"/srv/hostings/{b}",
         f"/srv/hostings/{b}/private/container-config/pod.yaml",
         f"/srv/hostings/{b}/data",
-        f"/srv/hostings/{b}/tmp/run",
+        f"/run/webhosting-pods/{b}",
     ):
         res = lab.run(f"runuser -u {a} -- ls {path}")
         assert res.rc != 0, f"{a} can read {path}"

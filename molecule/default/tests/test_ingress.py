@@ -178,7 +178,7 @@ def test_request_limits(lab):
 @pytest.mark.parametrize("name", BY_NAME)
 def test_socket_only_nginx_and_the_tenant_may_use(lab, name):
     port = BY_NAME[name].get("socket_ports", [8080])[0]
-    sock = f"/srv/hostings/{name}/tmp/run/{port}"
+    sock = f"/run/webhosting-pods/{name}/{port}"
     f = lab.file(sock)
     assert f.is_socket and f.user == name and f.mode == 0o660
     acl = lab.check_output(f"getfacl -cp {q(sock)}")
@@ -237,7 +237,7 @@ def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab, wait_until
     others = [h["domains"][0] for n, h in BY_NAME.items() if n != name]
     static_dir = f"/srv/hostings/{name}/www{prefix}"
     port = BY_NAME[name].get("socket_ports", [8080])[0]
-    sock = f"/srv/hostings/{name}/tmp/run/{port}"
+    sock = f"/run/webhosting-pods/{name}/{port}"
     # The tenant writes a file into its www/ (as the hosting user).
     lab.check_output(
         f"runuser -u {q(name)} -- sh -c "

@@ -102,6 +102,84 @@ def test_a_swapped_symlink_never_reaches_a_container(lab, sftp, wait_until, cont
     wait_until("alpha serves again", lambda: version(lab) == "1", 90, 1)
 
 
+RACER = """cd /srv/hostings/alpha/data || exit 1
+n=0
+while [ ! -e /run/race.stop ]; do
+  mv race race.real && ln -s / race && rm race && mv race.real race
+  n=$((n + 1))
+done
+echo $n > /tmp/race.count
+"""
+
+
+def test_a_racing_swap_never_reaches_a_container(lab, sftp, wait_until, container_pids):
+    """A tenant loop swaps a mounted folder and a link to / as fast as it can while the pod
+    restarts again and again: every start either refuses (the check saw the link) or mounts
+    the very folder it checked (pinned in podman's namespace), never the host's root."""
+    original = lab.file(ROOT + POD).content_string
+    spec = yaml.safe_load(original)
+    spec["spec"]["volumes"].append(
+        {"name": "race", "hostPath": {"path": "/data/race", "type": "Directory"}}
+    )
+    spec["spec"]["containers"][0]["volumeMounts"].append({"name": "race", "mountPath": "/race"})
+    res = sftp(
+        lab,
+        NAME,
+        1,
+        ["-mkdir /data/race", f"put {local_file(lab, 'marker', 'pinned')} /data/race/marker"],
+    )
+    assert res.rc == 0, res.stderr
+    restart_by_tenant(lab, sftp, wait_until, yaml.safe_dump(spec, sort_keys=False))
+    wait_until("alpha active", lambda: active(lab) == "active", 60, 1)
+    racer = "/run/webhosting-racer.sh"  # readable by the hosting user
+    lab.check_output(f"printf %s {shlex.quote(RACER)} > {racer} && chmod 0644 {racer}")
+    lab.run("rm -f /run/race.stop /tmp/race.count")
+    # as the hosting user, which is what the tenant is (faster than an SFTP client)
+    lab.check_output(f"setsid runuser -u {NAME} -- /bin/sh {racer} >/dev/null 2>&1 &")
+    outcomes = {"served": 0, "refused": 0, "checked": 0}
+    try:
+        for _ in range(12):
+            lab.run(user_systemctl("reset-failed", UNIT))
+            started = lab.run(user_systemctl("restart", UNIT)).rc == 0
+            outcomes["served" if started else "refused"] += 1
+            mounted = False
+            for pid, _uid, _comm in container_pids(lab, NAME):
+                info = lab.run(f"cat /proc/{pid}/mountinfo").stdout
+                race = [line for line in info.splitlines() if line.split()[4:5] == ["/race"]]
+                if not race:
+                    continue
+                # the mount's root is the folder below the hosting, whatever its name now
+                root = race[0].split()[3]
+                assert root.endswith(("/data/race", "/data/race.real")), (pid, race)
+                seen = lab.run(f"ls -A /proc/{pid}/root/race").stdout.split()
+                assert seen == ["marker"], (pid, seen)
+                mounted = True
+            # a start that succeeded runs the web container with its /race mount
+            assert mounted or not started, "no container has /race after a served start"
+            outcomes["checked"] += mounted
+    finally:
+        lab.run("touch /run/race.stop")
+        wait_until(
+            "the racer stops",
+            lambda: lab.run("pgrep -f [r]acer.sh").rc != 0,
+            30,
+            1,
+        )
+        swaps = lab.run("cat /tmp/race.count").stdout.strip()
+        lab.run(f"rm -f /run/race.stop /tmp/race.count {racer}")
+        if lab.file(f"{ROOT}/data/race").is_symlink:
+            lab.run(f"rm {ROOT}/data/race")
+        if lab.file(f"{ROOT}/data/race.real").exists:
+            lab.run(f"mv {ROOT}/data/race.real {ROOT}/data/race")
+        lab.run(user_systemctl("reset-failed", UNIT))
+        restart_by_tenant(lab, sftp, wait_until, original)
+        sftp(lab, NAME, 1, ["-rm /data/race/marker", "-rmdir /data/race"])
+    wait_until("alpha serves again", lambda: version(lab) == "1", 90, 1)
+    print("racing starts on %s: %s, %s swaps" % (lab.backend.name, outcomes, swaps))
+    # the tenant's loop really raced the starts
+    assert int(swaps or 0) > 100, swaps
+
+
 def test_a_broken_edit_starts_the_last_valid_pod(lab, sftp, wait_until):
     """A start after the tenant broke pod.yaml runs the last valid version, rendered again."""
     original = lab.file(ROOT + POD).content_string
@@ -173,3 +251,41 @@ def test_a_tightened_policy_wins_over_the_running_pod(lab, tightened):
     rc, stats, out = tightened["restore"]
     assert rc == 0, out
     assert seen["restored"]
+
+
+def test_the_container_log_and_the_sockets_are_out_of_the_tenants_reach(lab, sftp):
+    """conmon appends to logs/<hosting>-<pod>.log following links, and nginx connects to the
+    socket by its path: the tenant can neither swap the log for a link nor reach the socket
+    directory (it is outside the chroot)."""
+    log = f"logs/{NAME}-{NAME}.log"
+    f = lab.file(f"{ROOT}/{log}")
+    assert (f.user, f.group, f.mode, f.is_file) == ("root", NAME, 0o660, True)
+    logs = lab.file(f"{ROOT}/logs")
+    assert (logs.user, logs.group, logs.mode) == ("root", NAME, 0o1770)
+    before = lab.check_output(f"stat -c %i {ROOT}/{log}")
+    for line in (
+        f"rename /{log} /logs/moved.log",
+        f"rm /{log}",
+        f"symlink /etc/passwd /{log}",
+        "rename /logs /logs.old",
+    ):
+        res = sftp(lab, NAME, 1, [line])
+        assert res.rc != 0, (line, res.stdout)
+    assert lab.check_output(f"stat -c %i {ROOT}/{log}") == before
+    assert not lab.file(f"{ROOT}/{log}").is_symlink
+    # the tenant still keeps files of their own there
+    res = sftp(
+        lab,
+        NAME,
+        1,
+        [f"put {local_file(lab, 'note', 'mine')} /logs/note.txt", "rm /logs/note.txt"],
+    )
+    assert res.rc == 0, res.stderr
+    # the container output still arrives (the web container logs every request)
+    size = int(lab.check_output(f"stat -c %s {ROOT}/{log}"))
+    version(lab)
+    assert int(lab.check_output(f"stat -c %s {ROOT}/{log}")) >= size
+    sock = lab.file(f"/run/webhosting-pods/{NAME}/8080")
+    assert sock.is_socket and sock.user == NAME
+    res = sftp(lab, NAME, 1, [f"ls /run/webhosting-pods/{NAME}"])
+    assert res.rc != 0

@@ -216,7 +216,7 @@ def test_no_shell_no_scp_outside_no_forwarding(lab, ssh):
     # a local forward to the pod's unix socket: the channel is refused, nothing answers
     res = lab.run(
         f"timeout 30 ssh {CLIENT} -i /root/tenant-keys/1 -N"
-        f" -L 127.0.0.1:18090:{ROOT}/tmp/run/8080 {ALPHA}@127.0.0.1"
+        f" -L 127.0.0.1:18090:/run/webhosting-pods/{ALPHA}/8080 {ALPHA}@127.0.0.1"
         " </dev/null & pid=$!; sleep 3; curl -sS --max-time 5 http://127.0.0.1:18090/version;"
         " rc=$?; kill $pid; exit $rc"
     )

@@ -138,7 +138,7 @@ def test_tricky_text_reaches_the_container_unchanged(lab, sftp, wait_until):
             "alpha serving again",
             lambda: (
                 lab.run(
-                    f"curl -sS --max-time 3 --unix-socket {ROOT}/tmp/run/8080 http://pod/version"
+                    f"curl -sS --max-time 3 --unix-socket /run/webhosting-pods/{NAME}/8080 http://pod/version"
                 ).rc
                 == 0
             ),

@@ -65,7 +65,7 @@ def main_pid(lab, name):
 
 def served_version(lab, name, timeout=2):
     res = lab.run(
-        f"curl -sS --max-time {timeout} --unix-socket /srv/hostings/{name}/tmp/run/8080 http://pod/version"
+        f"curl -sS --max-time {timeout} --unix-socket /run/webhosting-pods/{name}/8080 http://pod/version"
     )
     return res.stdout.strip() if res.rc == 0 else None
 

@@ -50,7 +50,7 @@ def by_path(group):
         ("trigger_unit", "webhosting-trigger@shop.path"),
         ("linger_file", "/var/lib/systemd/linger/shop"),
         ("pod_log", "/srv/hostings/shop/logs/shop-shop.log"),
-        ("sockets", {8080: "/srv/hostings/shop/tmp/run/8080"}),
+        ("sockets", {8080: "/run/webhosting-pods/shop/8080"}),
         ("systemctl", ["systemctl", "--user", "--machine=shop@"]),
     ],
 )
@@ -59,14 +59,16 @@ def test_layout_paths(key, expected):
 
 
 def test_layout_follows_the_settings():
-    settings = dict(SETTINGS, base_dir="/data/h", state_base_dir="/s", config_dir="/c")
+    settings = dict(
+        SETTINGS, base_dir="/data/h", state_base_dir="/s", config_dir="/c", run_base_dir="/r"
+    )
     model = hm.layout(hosting(socket_ports=[9000, 9001]), settings)
     assert model["pod_file"] == "/data/h/shop/private/container-config/pod.yaml"
     assert model["home"] == "/s/users/shop"
     assert model["etc_dir"] == "/c/hostings/shop"
     assert model["sockets"] == {
-        9000: "/data/h/shop/tmp/run/9000",
-        9001: "/data/h/shop/tmp/run/9001",
+        9000: "/r/shop/9000",
+        9001: "/r/shop/9001",
     }
 
 
@@ -78,7 +80,7 @@ def test_policy_layers_defaults_overrides_and_layout():
     assert policy["network"] == "none"
     assert policy["allowed_registries"] == ["r.test"]
     assert policy["volumes_base_dir"] == "/srv/hostings/shop"
-    assert policy["socket_ports"] == {8080: {"dir": "/srv/hostings/shop/tmp/run"}}
+    assert policy["socket_ports"] == {8080: {"dir": "/run/webhosting-pods/shop"}}
     assert policy["pidfile"] == "/var/lib/webhosting-pods/state/shop/pod.pid"
     # the defaults themselves are not changed by a hosting's override
     assert SETTINGS["policy_defaults"]["resources"] == {"memory": "1Gi", "cpu": 1}
@@ -131,11 +133,30 @@ def test_files_units_are_templates_with_the_model():
     assert not any("template" in e and "content" in e for e in group["paths"])
 
 
-def test_app_socket_ports_get_no_forwarder():
-    h = hosting(socket_ports=[8080, 9000], ingress={"app_socket_ports": [9000]})
-    model = hm.layout(h, SETTINGS)
-    assert model["socket_units"] == ["webhosting-socket@8080.service"]
-    assert model["sockets"][9000] == "/srv/hostings/shop/tmp/run/9000"
+def test_every_port_gets_a_forwarder_and_a_socket_outside_the_tenants_tree():
+    model = hm.layout(hosting(socket_ports=[8080, 9000]), SETTINGS)
+    assert model["socket_units"] == [
+        "webhosting-socket@8080.service",
+        "webhosting-socket@9000.service",
+    ]
+    assert model["sockets"][9000] == "/run/webhosting-pods/shop/9000"
+    assert not model["sockets"][9000].startswith(model["root"] + "/")
+    assert model["run_dir"] in model["left_paths"]
+
+
+def test_the_container_log_is_roots_in_a_sticky_logs_dir():
+    model = hm.layout(hosting(), SETTINGS)
+    group = hm.files(model, hosting(), SETTINGS)
+    by_path = {e["path"]: e for e in group["paths"]}
+    logs = by_path["/srv/hostings/shop/logs"]
+    assert (logs["owner"], logs["group"], logs["mode"]) == (0, 10001, "1770")
+    log = by_path["/srv/hostings/shop/logs/shop-shop.log"]
+    assert (log["owner"], log["group"], log["mode"], log["keep_content"]) == (
+        0,
+        10001,
+        "0660",
+        True,
+    )
 
 
 def test_files_secrets_policy_env_and_seed():
@@ -174,7 +195,7 @@ def test_plan_selects_and_publishes():
     assert plan["names"] == ["blog"] and plan["present"] == [] and plan["absent"] == ["blog"]
     assert "/var/lib/systemd/linger/blog" in plan["left_paths"]
     # every hosting is published, whatever the limit
-    assert plan["published"]["shop"]["sockets"] == {"8080": "/srv/hostings/shop/tmp/run/8080"}
+    assert plan["published"]["shop"]["sockets"] == {"8080": "/run/webhosting-pods/shop/8080"}
     assert hm.plan(hostings, SETTINGS, [])["state_users"][0]["units"][0] == "webhosting-pod.service"
 
 
@@ -219,6 +240,10 @@ def test_renders_skip_failed_and_missing_pod_files():
             ".sftp.authorized_keys[0]: must be one line",
         ),
         ({"sftp": {"authorized_keys": ["ssh-dss AAAA"]}}, ".sftp.authorized_keys[0]: DSA keys"),
+        (
+            {"ingress": {"app_socket_ports": [9000]}},
+            ".ingress.app_socket_ports: no longer supported",
+        ),
     ],
 )
 def test_preflight_names_the_field(change, message):

@@ -50,7 +50,10 @@ def test_hosting_model_and_ingress_agree_on_the_socket():
         "policy_defaults": {},
     }
     published = {"shop": hm.published(hm.layout(hosting(), settings))}
-    assert im.layout(hosting(), SETTINGS, published)["upstream_socket"] == "/data/shop/tmp/run/8080"
+    assert (
+        im.layout(hosting(), SETTINGS, published)["upstream_socket"]
+        == "/run/webhosting-pods/shop/8080"
+    )
 
 
 def test_a_hosting_that_published_nothing_is_an_error():

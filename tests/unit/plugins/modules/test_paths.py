@@ -105,6 +105,36 @@ def test_create_only_creates(tmp_path):
     assert result["actions"] == {str(path): "created"} and path.read_text() == "seed\n"
 
 
+def test_keep_content_fixes_owner_and_mode_never_the_content(tmp_path):
+    path = tmp_path / "shop-shop.log"
+    entry = {"path": str(path), "content": "", "mode": "0660", "keep_content": True}
+    result = converge([entry])
+    assert result["actions"] == {str(path): "created"} and path.read_text() == ""
+    path.write_text("container output\n")
+    os.chmod(path, 0o644)
+    result = converge([entry])
+    assert result["actions"] == {str(path): "updated"}
+    assert path.read_text() == "container output\n" and mode_of(path) == 0o660
+    assert not converge([entry])["changed"]
+
+
+def test_keep_content_refuses_a_link_and_a_hard_link(tmp_path):
+    path = tmp_path / "shop-shop.log"
+    other = tmp_path / "pod.yaml"
+    other.write_text("tenant's\n")
+    os.chmod(other, 0o600)
+    os.link(other, path)
+    entry = {"path": str(path), "content": "", "mode": "0660", "keep_content": True}
+    with pytest.raises(PathsError, match="2 names"):
+        converge([entry])
+    path.unlink()
+    path.symlink_to(other)
+    with pytest.raises(PathsError, match="exists as link, expected a file"):
+        converge([entry])
+    assert mode_of(other) == 0o600
+    assert other.read_text() == "tenant's\n"
+
+
 def test_link_replaced_when_target_differs(tmp_path):
     path = tmp_path / "l"
     path.symlink_to("old")
