@@ -313,7 +313,10 @@ def assert_safe(pod, policy):
             assert destination not in destinations  # each destination once, however spelt
             destinations.add(destination)
             if _under_kernel_paths(destination):
-                assert destination == "/dev/shm" and "emptyDir" in volumes[mount["name"]]
+                # an in-memory emptyDir, rendered as the runner's tmpfs volume (a claim)
+                volume = volumes[mount["name"]]
+                assert destination == "/dev/shm"
+                assert "persistentVolumeClaim" in volume
         if "workingDir" in container:
             directory = container["workingDir"]
             assert directory == _posix_normal(directory)
