@@ -78,6 +78,11 @@ def preflight_errors(hostings, settings, passwd, groups, limit):
         errors += _env_errors(at, h.get("env_files") or {})
         errors += _registry_errors(at, h, settings)
         errors += _cron_errors(at, h.get("cron_jobs") or [])
+        if "container_storage_max" in h and hm.size_bytes(h["container_storage_max"]) is None:
+            errors.append(
+                f"{at}.container_storage_max: {h['container_storage_max']!r} is not a size"
+                " (bytes, or a number with K, M, G or T; 0 for no bound)"
+            )
         errors += _sftp_errors(at, h.get("sftp"))
         for key in h.get("policy") or {}:
             if key in hm.LAYOUT_KEYS:

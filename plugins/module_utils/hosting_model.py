@@ -190,6 +190,10 @@ def layout(hosting, settings):
         "sftp_group": settings.get("sftp_group") or "",
         "registry": "registry" in hosting,
         "cron_jobs": cron_jobs,
+        "storage_max_bytes": size_bytes(
+            hosting.get("container_storage_max", settings.get("container_storage_max", 0))
+        )
+        or 0,
         # The sockets nginx connects to, one per port: published for the ingress role.
         "run_dir": run_dir,
         # containers and the tenant share data/: its default ACL gives the hosting user
@@ -216,6 +220,23 @@ def layout(hosting, settings):
         run_dir,
     ]
     return model
+
+
+SIZE_RE = re.compile(r"([0-9]+)([KMGT]?)", re.IGNORECASE)
+
+
+def size_bytes(value):
+    """Bytes of a size given as a number or as text like 500M or 10G (powers of 1024); None
+    when it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    match = SIZE_RE.fullmatch(str(value).strip())
+    if not match:
+        return None
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(match.group(1)) * 1024**power
 
 
 def sftp_keys(hosting):
@@ -329,6 +350,9 @@ def ops_text(model, settings):
             "podman": settings["podman_path"],
             "systemctl": settings["systemctl_path"],
             "timeout": int(settings["pod_start_timeout"]),
+            # the bound of the hosting's container storage, checked after every pull
+            "storage_dir": model["storage_dir"],
+            "storage_max_bytes": model["storage_max_bytes"],
             "cron_jobs": {
                 job["name"]: {"container": job["container"], "command": job["command"]}
                 for job in model["cron_jobs"]

@@ -275,3 +275,49 @@ def test_cron_with_unknown_job_is_a_usage_error(tmp_path):
 
 def test_unreadable_config_is_a_usage_error(tmp_path):
     assert podops.main(["update", str(tmp_path / "missing.json")]) == podops.EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------------------------
+# The bound of a hosting's container storage (real du on a real directory; the podman shim
+# only leaves out podman's namespace, which needs a hosting user)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def storage(tmp_path):
+    shim = tmp_path / "podman"
+    calls = tmp_path / "calls"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = unshare ]; then shift; exec "$@"; fi\n'
+        "exit 0\n"
+    )
+    shim.chmod(0o755)
+    directory = tmp_path / "storage"
+    (directory / "overlay").mkdir(parents=True)
+    (directory / "overlay" / "layer").write_bytes(b"x" * (2 * 1024 * 1024))
+    config = {"podman": str(shim), "storage_dir": str(directory)}
+    return config, calls
+
+
+@pytest.mark.parametrize(
+    ("limit", "over"), [(1024 * 1024, True), (64 * 1024 * 1024, False), (0, False)]
+)
+def test_storage_excess_measures_the_hostings_storage(storage, tmp_path, limit, over):
+    config, _calls = storage
+    log = podops.Log(str(tmp_path), "pod_restart.log")
+    excess = podops.storage_excess(dict(config, storage_max_bytes=limit), log)
+    if over:
+        assert excess.startswith("the images and containers take 2.0 MiB, more than the 1.0 MiB")
+    else:
+        assert excess is None
+
+
+def test_an_oversized_pull_is_refused_and_its_images_removed(storage, tmp_path):
+    config, calls = storage
+    log = podops.Log(str(tmp_path), "pod_restart.log")
+    config = dict(config, storage_max_bytes=1024 * 1024)
+    assert podops.refuse_oversized(config, log, "the pod was NOT restarted")
+    assert "image prune --all --force" in calls.read_text()
+    text = (tmp_path / "pod_restart.log").read_text()
+    assert "the pod was NOT restarted: the images and containers take 2.0 MiB" in text
+    assert not podops.refuse_oversized(dict(config, storage_max_bytes=0), log, "x")

@@ -240,6 +240,8 @@ def test_renders_skip_failed_and_missing_pod_files():
             ".sftp.authorized_keys[0]: must be one line",
         ),
         ({"sftp": {"authorized_keys": ["ssh-dss AAAA"]}}, ".sftp.authorized_keys[0]: DSA keys"),
+        ({"container_storage_max": "10 GB"}, ".container_storage_max: '10 GB' is not a size"),
+        ({"container_storage_max": -1}, ".container_storage_max: -1 is not a size"),
         (
             {"ingress": {"app_socket_ports": [9000]}},
             ".ingress.app_socket_ports: no longer supported",
@@ -396,3 +398,26 @@ def test_data_needs_its_default_acl():
     assert hc.todo_reasons(model, run) == ["data/ default ACL"]
     plan = hm.plan([hosting()], SETTINGS, [])
     assert plan["acls"] == [{"path": "/srv/hostings/shop/data", "user": "10001", "default": True}]
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(0, 0), (512, 512), ("500M", 500 * 1024**2), ("10G", 10 * 1024**3), ("2t", 2 * 1024**4)],
+)
+def test_size_bytes(value, size):
+    assert hm.size_bytes(value) == size
+
+
+@pytest.mark.parametrize("value", ["10 GB", "1.5G", "", "G", True, -1, None])
+def test_size_bytes_refuses(value):
+    assert hm.size_bytes(value) is None
+
+
+def test_the_storage_bound_reaches_podops():
+    settings = dict(SETTINGS, container_storage_max="10G")
+    ops = json.loads(hm.ops_text(hm.layout(hosting(), settings), settings))
+    assert ops["storage_max_bytes"] == 10 * 1024**3
+    assert ops["storage_dir"] == "/var/lib/webhosting-pods/storage/shop"
+    own = hm.layout(hosting(container_storage_max="1G"), settings)
+    assert own["storage_max_bytes"] == 1024**3
+    assert hm.layout(hosting(), SETTINGS)["storage_max_bytes"] == 0
