@@ -5,7 +5,9 @@ validates never starts from an older rendered spec; its tenant reads why in
 logs/pod_start.log. Everything is restored at the end: alpha serves version 1.
 """
 
+import json
 import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -289,3 +291,95 @@ def test_the_container_log_and_the_sockets_are_out_of_the_tenants_reach(lab, sft
     assert sock.is_socket and sock.user == NAME
     res = sftp(lab, NAME, 1, [f"ls /run/webhosting-pods/{NAME}"])
     assert res.rc != 0
+
+
+def test_a_locked_trigger_folder_cannot_make_the_trigger_loop(lab, sftp, wait_until):
+    """The tenant creates the restart trigger and takes their own write permission away
+    from its folder (so that it could not be removed): the pod restarts once, the folder is
+    writable again, the trigger is gone and the root path unit does not fire in a loop."""
+    trigger_dir = f"{ROOT}/scripts/pod_restart"
+    since = lab.check_output("date '+%Y-%m-%d %H:%M:%S'").strip()
+    lab.run(f"rm -f {ROOT}/logs/pod_restart.log")
+    res = sftp(
+        lab,
+        NAME,
+        1,
+        [
+            f"put {local_file(lab, 'empty', '')} /scripts/pod_restart/pod_restart.run",
+            "chmod 500 /scripts/pod_restart",
+        ],
+    )
+    assert res.rc == 0, res.stderr
+    try:
+        wait_until(
+            "the trigger is handled",
+            lambda: (
+                not lab.file(f"{trigger_dir}/pod_restart.run").exists
+                and "pod restarted (trigger)" in lab.run(f"cat {ROOT}/logs/pod_restart.log").stdout
+            ),
+            120,
+            1,
+        )
+        assert lab.file(trigger_dir).mode & 0o700 == 0o700
+        time.sleep(10)  # a loop would fire again and again meanwhile
+        journal = lab.check_output(
+            f"journalctl --no-pager -o cat --since {shlex.quote(since)}"
+            f" -u webhosting-trigger@{NAME}.service"
+        )
+        starts = journal.count(f"Restart trigger of the pod of hosting {NAME}...")
+        assert 1 <= starts <= 2, journal
+        assert lab.run(f"cat {ROOT}/logs/pod_restart.log").stdout.count("pod restarted") == 1
+    finally:
+        lab.run(f"chmod 0750 {trigger_dir}")
+    wait_until("alpha serves", lambda: version(lab) == "1", 90, 1)
+
+
+def _podman_images(lab):
+    return lab.check_output(
+        f"cd /tmp && runuser -u {NAME} -- env USER={NAME}"
+        f" XDG_RUNTIME_DIR=/run/user/$(id -u {NAME})"
+        f" XDG_CONFIG_HOME=/var/lib/webhosting-pods/state/{NAME}/config"
+        " podman images --format '{{.Repository}}:{{.Tag}}'"
+    ).split()
+
+
+def test_a_restart_beyond_the_storage_bound_is_refused(lab, sftp, wait_until):
+    """With the hosting's container storage bound below what the images take (what the
+    role writes for container_storage_max: 1M, set here in ops.json directly to spare two
+    playbook runs), a tenant's restart onto a new image is refused: the pod keeps serving
+    version 1, the tenant reads why, and the image pulled for it is removed again."""
+    ops = f"/etc/webhosting-pods/hostings/{NAME}/ops.json"
+    original_ops = lab.file(ops).content_string
+    original = lab.file(ROOT + POD).content_string
+    assert "lab/httpd:1" in original
+    config = json.loads(original_ops)
+    config["storage_max_bytes"] = 1024 * 1024
+    lab.check_output(f"printf %s {shlex.quote(json.dumps(config))} > {ops}")
+    lab.run(f"rm -f {ROOT}/logs/pod_restart.log")
+    try:
+        res = sftp(
+            lab,
+            NAME,
+            1,
+            [
+                f"put {local_file(lab, 'v2.yaml', original.replace('httpd:1', 'httpd:2'))}"
+                f" {POD}.part",
+                f"rename {POD}.part {POD}",
+                f"put {local_file(lab, 'empty', '')} /scripts/pod_restart/pod_restart.run",
+            ],
+        )
+        assert res.rc == 0, res.stderr
+        wait_until(
+            "the refusal",
+            lambda: "NOT restarted" in lab.run(f"cat {ROOT}/logs/pod_restart.log").stdout,
+            120,
+            1,
+        )
+        log = lab.file(f"{ROOT}/logs/pod_restart.log").content_string
+        assert "the images and containers take" in log and "more than the 1.0 MiB" in log
+        assert version(lab) == "1"
+        assert not any(image.endswith("/lab/httpd:2") for image in _podman_images(lab))
+    finally:
+        lab.check_output(f"printf %s {shlex.quote(original_ops)} > {ops}")
+        sftp(lab, NAME, 1, [f"put {local_file(lab, 'good.yaml', original)} {POD}"])
+    assert version(lab) == "1"
