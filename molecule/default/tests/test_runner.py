@@ -80,8 +80,9 @@ def test_beta_serves_through_nginx_with_its_network(lab):
 
 
 def _mount_of(lab, pid, mount_point):
-    """(fs type, super options) of mount_point in a process's /proc/PID/mountinfo."""
-    for line in lab.file(f"/proc/{pid}/mountinfo").content_string.splitlines():
+    """(fs type, super options) of mount_point in a process's /proc/PID/mountinfo; None
+    also when the process has ended since it was listed (the db's `sleep` children)."""
+    for line in lab.run(f"cat /proc/{pid}/mountinfo").stdout.splitlines():
         fields = line.split()
         if fields[4] == mount_point:
             after = fields[fields.index("-") + 1 :]
