@@ -21,9 +21,13 @@ the modules behind it:
 - ``hostfiles``: hostPath directories and env files, no symlink followed;
 - ``security``: the tenant's securityContext;
 - ``render`` and ``containers``: :func:`render_pod`, the pod and its containers;
+- ``probes``: the containers' probes, checked against the policy's bounds and kept for the
+  runner (never given to podman);
 - ``dump``: :func:`dump_pod`, the rendered Pod as YAML text;
 - ``pinning``: the runner's hostPath pinning in podman's namespace (no check-then-use
-  window between rendering and podman's mount).
+  window between rendering and podman's mount);
+- ``supervise``: the pod unit's supervisor (the tenant's restartPolicy with back-off, a
+  crash loop fails the unit).
 
 Every error and warning is one line ``FIELD.PATH: problem``, for example
 ``spec.volumes[1].hostPath.path: /data/x does not exist in the hosting``.
@@ -35,9 +39,13 @@ administrators in ``docs/system-policy.md``.
 from .constants import MAX_DOCUMENT_BYTES, MEMORY_VOLUMES_ANNOTATION
 from .dump import dump_pod
 from .messages import PodSpecError
-from .pinning import PinError, host_path_volumes, pin, pinned_pod
+from .pinning import PinError, host_path_volumes, pin, pinned_pod, podman_pod
 from .policy import load_policy
+from .probes import pod_probes
 from .render import RenderResult, memory_volumes, render_pod
+from .supervise import Podman as SupervisedPodman
+from .supervise import SuperviseError, Supervisor
+from .supervise import notify as sd_notify
 from .values import _memory_bytes as memory_bytes
 
 __all__ = [
@@ -47,11 +55,17 @@ __all__ = [
     "render_pod",
     "dump_pod",
     "memory_volumes",
+    "pod_probes",
     "memory_bytes",
     "PinError",
     "host_path_volumes",
     "pinned_pod",
     "pin",
+    "podman_pod",
+    "Supervisor",
+    "SupervisedPodman",
+    "SuperviseError",
+    "sd_notify",
     "MAX_DOCUMENT_BYTES",
     "MEMORY_VOLUMES_ANNOTATION",
 ]

@@ -12,9 +12,14 @@ MAX_CONTAINERS_LIMIT = 100  # upper bound for the policy's max_containers
 DEFAULT_MAX_CONTAINERS = 10
 # Size of an in-memory emptyDir without sizeLimit (policy default_memory_volume_size).
 DEFAULT_MEMORY_VOLUME_SIZE = "64Mi"
+DEFAULT_CONTAINER_LOG_MAX = "100Mi"  # the pod's container log between rotations
 # The annotation of a rendered pod that lists its in-memory volumes (claim=bytes,...): the
 # runner creates each as a tmpfs volume of that size before podman kube play.
-MEMORY_VOLUMES_ANNOTATION = "webhosting.pods/memory-volumes"
+# The engine's own annotations of a rendered pod, for the runner; never given to podman.
+ENGINE_ANNOTATION_PREFIX = "webhosting.pods/"
+MEMORY_VOLUMES_ANNOTATION = ENGINE_ANNOTATION_PREFIX + "memory-volumes"
+# The container probes, normalised (pod_policy.probes); run by the pod unit's runner.
+PROBES_ANNOTATION = ENGINE_ANNOTATION_PREFIX + "probes"
 MAX_ID = 4294967294  # largest uid/gid
 
 NETWORK_MODES = ("default", "none", "pasta", "slirp4netns")

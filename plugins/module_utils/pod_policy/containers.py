@@ -11,6 +11,7 @@ import re
 from .constants import PROTOCOLS, PULL_POLICIES, SHM_PATH
 from .hostfiles import _read_env_file
 from .messages import _index, _show
+from .probes import container_probes
 from .security import _SECURITY_KEYS, _security_context
 from .values import (
     _ENV_NAME_RE,
@@ -41,6 +42,9 @@ _CONTAINER_KEYS = (
     "ports",
     "volumeMounts",
     "securityContext",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
 )
 _SYSTEMD_TMPFS = (("run", "/run"), ("lock", "/run/lock"), ("tmp", "/tmp"))
 
@@ -130,8 +134,12 @@ class _ContainerRenderer:
         rendered["securityContext"] = self.container_security(
             path, value.get("securityContext"), overrides, mounts_storage, pod_user, pod_group
         )
+        # never given to podman: run by the pod unit's runner (pod_policy.probes)
+        probes = container_probes(self, path, value, ports)
         if len(rep.errors) != errors_before:
             return None
+        if probes and name is not None:
+            self.probes[name] = probes
         return rendered
 
     def image(self, path, value):

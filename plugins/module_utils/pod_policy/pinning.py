@@ -28,6 +28,8 @@ import errno
 import os
 import stat
 
+from .constants import ENGINE_ANNOTATION_PREFIX
+
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
 _MS_NOEXEC = 0x8
@@ -64,6 +66,28 @@ def pinned_pod(pod, staging, volumes):
     for volume in result["spec"].get("volumes") or []:
         if volume.get("name") in names and "hostPath" in volume:
             volume["hostPath"]["path"] = os.path.join(staging, volume["name"])
+    return result
+
+
+def podman_pod(pod, supervised=False):
+    """What podman is given of a rendered ``pod``: the engine's own annotations (in-memory
+    volume sizes, probes: the runner's, and podman 4.3 refuses annotation values longer
+    than 63 characters) are left out; ``supervised``, podman restarts nothing by itself (the
+    supervisor does, with back-off). ``pod`` itself when nothing changes."""
+    metadata = pod.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    own = [key for key in annotations if str(key).startswith(ENGINE_ANNOTATION_PREFIX)]
+    if not own and not supervised:
+        return pod
+    result = copy.deepcopy(pod)
+    if own:
+        kept = {k: v for k, v in annotations.items() if k not in own}
+        if kept:
+            result["metadata"]["annotations"] = kept
+        else:
+            del result["metadata"]["annotations"]
+    if supervised:
+        result.setdefault("spec", {})["restartPolicy"] = "Never"
     return result
 
 

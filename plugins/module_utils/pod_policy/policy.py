@@ -8,6 +8,7 @@ import os
 import re
 
 from .constants import (
+    DEFAULT_CONTAINER_LOG_MAX,
     DEFAULT_MAX_CONTAINERS,
     DEFAULT_MEMORY_VOLUME_SIZE,
     MAX_CONTAINERS_LIMIT,
@@ -15,6 +16,8 @@ from .constants import (
     NETWORK_MODES,
 )
 from .messages import PodSpecError, _index, _key, _Report, _show
+from .probes import DEFAULT_LIMITS as PROBE_DEFAULT_LIMITS
+from .probes import LIMIT_BOUNDS as PROBE_LIMIT_BOUNDS
 from .values import (
     _absolute_path,
     _boolean,
@@ -54,7 +57,17 @@ _POLICY_KEYS = (
     "resources",
     "max_containers",
     "default_memory_volume_size",
+    "restarts_max",
+    "restarts_window",
+    "container_log_max",
+    "probe_limits",
 )
+# The runner's crash handling (pod_policy.supervise): a container that ends is started again
+# after 1, 2, 4, ... s; the restarts_max-th end within restarts_window seconds fails the unit.
+_RESTART_BOUNDS = {
+    "restarts_max": (5, 2, 100),
+    "restarts_window": (300, 10, 86400),
+}
 _POLICY_CONTAINER_KEYS = ("read_only_root_filesystem", "systemd")
 
 
@@ -228,6 +241,20 @@ def load_policy(source):
         size = DEFAULT_MEMORY_VOLUME_SIZE
     policy["default_memory_volume_size"] = size
 
+    # The bound of the pod's container log between rotations (the pod unit's runner empties
+    # a log that grows beyond it; pod_policy.supervise).
+    value = data.get("container_log_max")
+    size = DEFAULT_CONTAINER_LOG_MAX if value is None else _memory(value)
+    if size is None:
+        rep.error(
+            "policy.container_log_max",
+            "%s is not a memory amount (e.g. 100Mi)" % _show(value),
+        )
+        size = DEFAULT_CONTAINER_LOG_MAX
+    policy["container_log_max"] = size
+
+    policy["probe_limits"] = _policy_probe_limits(rep, data.get("probe_limits"))
+
     value = data.get("max_containers", DEFAULT_MAX_CONTAINERS)
     if _is_int(value) and 1 <= value <= MAX_CONTAINERS_LIMIT:
         policy["max_containers"] = value
@@ -238,6 +265,17 @@ def load_policy(source):
         )
         policy["max_containers"] = DEFAULT_MAX_CONTAINERS
 
+    for key, (default, low, high) in _RESTART_BOUNDS.items():
+        value = data.get(key, default)
+        if _is_int(value) and low <= value <= high:
+            policy[key] = value
+        else:
+            rep.error(
+                "policy." + key,
+                "must be an integer between %d and %d, got %s" % (low, high, _show(value)),
+            )
+            policy[key] = default
+
     if rep.errors:
         raise PodSpecError(rep.errors)
     global _LAST_POLICY
@@ -246,6 +284,27 @@ def load_policy(source):
 
 
 _LAST_POLICY = (None, None)  # (the last policy load_policy returned, a copy to detect changes)
+
+
+def _policy_probe_limits(rep, value):
+    """Bounds of the tenant's probes (pod_policy.probes): the least period, the longest
+    timeout and initial delay, the most failures before a restart."""
+    limits = dict(PROBE_DEFAULT_LIMITS)
+    if value is None or _mapping(rep, "policy.probe_limits", value) is None:
+        return limits
+    for key, item in value.items():
+        path = _key("policy.probe_limits", key)
+        if key not in PROBE_LIMIT_BOUNDS:
+            rep.error(path, "unknown key")
+            continue
+        low, high = PROBE_LIMIT_BOUNDS[key]
+        if _is_int(item) and low <= item <= high:
+            limits[key] = item
+        else:
+            rep.error(
+                path, "must be an integer between %d and %d, got %s" % (low, high, _show(item))
+            )
+    return limits
 
 
 def _policy_socket_ports(rep, value):

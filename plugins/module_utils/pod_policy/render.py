@@ -6,11 +6,17 @@
 
 import re
 
-from .constants import MEMORY_VOLUMES_ANNOTATION, RESERVED_LABEL_PREFIXES, RESTART_POLICIES
+from .constants import (
+    MEMORY_VOLUMES_ANNOTATION,
+    PROBES_ANNOTATION,
+    RESERVED_LABEL_PREFIXES,
+    RESTART_POLICIES,
+)
 from .containers import _ContainerRenderer
 from .hostfiles import _resolve_host_dir
 from .messages import PodSpecError, _index, _key, _kind, _Report, _show
 from .policy import _normalised
+from .probes import annotation as probes_annotation
 from .security import _POD_SECURITY_KEYS, _security_context
 from .values import (
     _boolean,
@@ -72,6 +78,7 @@ class _Renderer(_ContainerRenderer):
         self.declared_tcp = set()
         self.env_files = []
         self.memory_volumes = []  # (claim, bytes) of the in-memory emptyDirs, in order
+        self.probes = {}  # container name: its probes (pod_policy.probes), for the runner
         self.pod_user_refused = False  # spec.securityContext.runAsUser given but invalid
 
     # -- top level -------------------------------------------------------------------------
@@ -101,12 +108,15 @@ class _Renderer(_ContainerRenderer):
         rendered_spec = self.spec(spec) if spec is not None else None
         if rep.errors:
             return None
+        annotations = {}
         if self.memory_volumes:
-            metadata["annotations"] = {
-                MEMORY_VOLUMES_ANNOTATION: ",".join(
-                    "%s=%d" % (claim, size) for claim, size in self.memory_volumes
-                )
-            }
+            annotations[MEMORY_VOLUMES_ANNOTATION] = ",".join(
+                "%s=%d" % (claim, size) for claim, size in self.memory_volumes
+            )
+        if self.probes:
+            annotations[PROBES_ANNOTATION] = probes_annotation(self.probes)
+        if annotations:
+            metadata["annotations"] = annotations
         return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": rendered_spec}
 
     def metadata(self, value):

@@ -492,8 +492,9 @@ def _umask():
 
 
 def test_play_is_the_same_runner_as_start(hosting, fake_podman):
-    """The pod unit's `userpod play` runs podman with the argv `userpod start` uses, plus
-    what systemd needs (service container, log file); the policy's network applies."""
+    """`userpod play` runs podman with the argv `userpod start` uses, plus the log file
+    (the pod unit's play --service runs the same argv, then supervises); the policy's
+    network applies."""
     base, pod_file, policy_file = hosting
     env, state, started = fake_podman
     started.append(forwarder_pidfile(base))
@@ -505,14 +506,13 @@ def test_play_is_the_same_runner_as_start(hosting, fake_podman):
     log = str(base / "logs" / "pod.log")
     Path(log).parent.mkdir(exist_ok=True)
     Path(log).write_text("")  # root's, as the hosting role makes it
-    played = userpod("play", "--service", "--log", log, rendered, policy_file, env=env)
+    played = userpod("play", "--log", log, rendered, policy_file, env=env)
     assert played.returncode == 0, played.stderr
     by_play = calls(state)[-1]
     assert by_play == [
         "kube",
         "play",
         "--replace",
-        "--service-container=true",
         "--log-driver=k8s-file",
         "--log-opt=path=%s" % log,
         "--network",
@@ -520,7 +520,6 @@ def test_play_is_the_same_runner_as_start(hosting, fake_podman):
         rendered,
     ]
     assert [a for a in by_play if a not in by_start] == [
-        "--service-container=true",
         "--log-driver=k8s-file",
         "--log-opt=path=%s" % log,
     ]
@@ -545,7 +544,7 @@ def test_play_gives_conmon_only_roots_log_file(hosting, fake_podman, tmp_path, m
         os.link(other, log)
     report = tmp_path / "start.log"
     rendered = tmp_path / "rendered.yaml"
-    args = ["play", "--service", "--log", log, "--render-from", pod_file, "--report", report]
+    args = ["play", "--log", log, "--render-from", pod_file, "--report", report]
     played = userpod(*args, rendered, policy_file, env=env)
     assert played.returncode == 0, played.stderr
     assert not any(a.startswith("--log") for a in calls(state)[-1])
@@ -604,7 +603,7 @@ def test_forward_refuses_other_ports_and_links(hosting, fake_podman):
 # ---------------------------------------------------------------------------------------------
 def play_from(tmp_path, pod_file, policy_file, env):
     rendered, last, report = (tmp_path / n for n in ("rendered.yaml", "last.yaml", "start.log"))
-    args = ["play", "--service", "--render-from", pod_file, "--last-valid", last]
+    args = ["play", "--render-from", pod_file, "--last-valid", last]
     args += ["--report", report, "--render-shown", "pod.yaml", rendered, policy_file]
     return userpod(*args, env=env), rendered, last, report
 
@@ -716,7 +715,8 @@ def test_in_memory_volumes_are_fresh_tmpfs_volumes_of_their_size(
             "--opt",
             "device=tmpfs",
             "--opt",
-            "o=nr_blocks=%d,mode=1777" % (16 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")),
+            "o=nr_blocks=%d,mode=1777,uid=0,gid=0"
+            % (16 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")),
             "mycontainertest-memory-cache",
         ],
     ]

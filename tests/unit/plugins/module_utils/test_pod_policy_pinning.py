@@ -151,3 +151,27 @@ def test_every_start_replaces_the_staging_instead_of_stacking(tmp_path, hosting)
     seen = run_pinned(tmp_path, [["x", "data/x"]], rounds=3)
     assert seen["stacked"] == 1
     assert seen["x"][2] == ["marker"]
+
+
+def test_podman_is_given_no_engine_annotation_and_no_restart_policy_when_supervised():
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "shop",
+            "annotations": {
+                pod_policy.MEMORY_VOLUMES_ANNOTATION: "shop-memory-cache=67108864",
+                "webhosting.pods/probes": '{"web": {"liveness": {"tcp": 8080}}}' * 3,
+            },
+        },
+        "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "web"}]},
+    }
+    given = pod_policy.podman_pod(pod)
+    assert "annotations" not in given["metadata"]  # podman 4.3 refuses values over 63 chars
+    assert given["spec"]["restartPolicy"] == "OnFailure"
+    supervised = pod_policy.podman_pod(pod, supervised=True)
+    assert supervised["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["restartPolicy"] == "OnFailure"  # the rendered pod is untouched
+    assert len(pod["metadata"]["annotations"]) == 2
+    plain = {"metadata": {"name": "shop"}, "spec": {"containers": []}}
+    assert pod_policy.podman_pod(plain) is plain  # nothing to change: the same object

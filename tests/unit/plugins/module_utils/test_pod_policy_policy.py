@@ -46,6 +46,15 @@ def test_provider_policy_is_accepted_unchanged():
         "resources": {},
         "max_containers": 10,
         "default_memory_volume_size": "64Mi",
+        "restarts_max": 5,
+        "restarts_window": 300,
+        "container_log_max": "100Mi",
+        "probe_limits": {
+            "period_min": 5,
+            "timeout_max": 10,
+            "initial_delay_max": 600,
+            "failure_threshold_max": 10,
+        },
     }
 
 
@@ -134,6 +143,15 @@ NORMALISED = [
     ),
     ("gid", {"volumes_containers_gid": 1000}, "volumes_containers_gid", 1000),
     ("max-containers", {"max_containers": 3}, "max_containers", 3),
+    ("restarts-max", {"restarts_max": 2}, "restarts_max", 2),
+    ("restarts-window", {"restarts_window": 86400}, "restarts_window", 86400),
+    ("container-log-max", {"container_log_max": "2Mi"}, "container_log_max", "2Mi"),
+    (
+        "probe-limits",
+        {"probe_limits": {"period_min": 2}},
+        "probe_limits",
+        {"period_min": 2, "timeout_max": 10, "initial_delay_max": 600, "failure_threshold_max": 10},
+    ),
 ]
 
 
@@ -324,6 +342,29 @@ ERRORS = [
         "max-containers",
         {"max_containers": 0},
         ["policy.max_containers: must be an integer between 1 and 100, got 0"],
+    ),
+    (
+        "restarts-max",
+        {"restarts_max": 1},
+        ["policy.restarts_max: must be an integer between 2 and 100, got 1"],
+    ),
+    (
+        "restarts-window",
+        {"restarts_window": "5m"},
+        ['policy.restarts_window: must be an integer between 10 and 86400, got "5m"'],
+    ),
+    (
+        "container-log-max",
+        {"container_log_max": "lots"},
+        ['policy.container_log_max: "lots" is not a memory amount (e.g. 100Mi)'],
+    ),
+    (
+        "probe-limits",
+        {"probe_limits": {"period_min": 0, "periods": 3}},
+        [
+            "policy.probe_limits.period_min: must be an integer between 1 and 3600, got 0",
+            "policy.probe_limits.periods: unknown key",
+        ],
     ),
     ("not-a-mapping", None, ["policy: must be a mapping, got a list"]),
 ]

@@ -64,7 +64,15 @@ WARNINGS = [
         {},
         [C0 + ".resources: ignored"],
     ),
-    ("livenessProbe", {C0 + ".livenessProbe": {"exec": {}}}, {}, [C0 + ".livenessProbe: ignored"]),
+    (
+        "probe-grace",
+        {C0 + ".livenessProbe": {"tcpSocket": {"port": 8080}, "terminationGracePeriodSeconds": 5}},
+        {},
+        [
+            C0 + ".livenessProbe.terminationGracePeriodSeconds: ignored: a container stopped by"
+            " a probe gets the host's stop timeout"
+        ],
+    ),
     ("tty", {C0 + ".tty": True}, {}, [C0 + ".tty: ignored"]),
     ("procMount", {SC + ".procMount": "Unmasked"}, {}, [SC + ".procMount: ignored"]),
     (
