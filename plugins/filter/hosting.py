@@ -59,6 +59,10 @@ def hosting_renders(plan, files):
     return hm.renders(_plain(plan), _plain(files))
 
 
+def hosting_limits_changed(plan, files):
+    return hm.limits_changed(_plain(plan), _plain(files))
+
+
 def hosting_todo(plan, run):
     plan, run = _plain(plan), _plain(run)
     todo = {}
@@ -101,6 +105,7 @@ class FilterModule:
             "hosting_published": hosting_published,
             "hosting_renders": hosting_renders,
             "hosting_todo": hosting_todo,
+            "hosting_limits_changed": hosting_limits_changed,
             "ingress_plan": ingress_plan,
             "ingress_servers": ingress_servers,
             "ingress_todo": ingress_todo,

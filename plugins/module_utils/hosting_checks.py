@@ -29,6 +29,7 @@ def preflight_errors(hostings, settings, passwd, groups, limit):
     for name in hm.limit_list(limit):
         if name not in names:
             errors.append(f"webhosting_hosting_limit: no hosting is named {name}")
+    errors += limit_errors("hosting_limits", settings.get("limits"))
     uid_min, uid_max = int(settings["uid_min"]), int(settings["uid_max"])
     for index, h in enumerate(hostings):
         name = h.get("name")
@@ -83,12 +84,47 @@ def preflight_errors(hostings, settings, passwd, groups, limit):
                 f"{at}.container_storage_max: {h['container_storage_max']!r} is not a size"
                 " (bytes, or a number with K, M, G or T; 0 for no bound)"
             )
+        errors += limit_errors(f"{at}.limits", h.get("limits"))
         errors += _sftp_errors(at, h.get("sftp"))
         for key in h.get("policy") or {}:
             if key in hm.LAYOUT_KEYS:
                 errors.append(
                     f"{at}.policy.{key}: is computed from the hosting layout and cannot be set"
                 )
+    return errors
+
+
+def limit_errors(at, value):
+    """Problems of a `limits` mapping (a hosting's, or the role's hosting_limits)."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [f"{at}: must be a mapping with tasks_max, memory_max and cpu_weight"]
+    errors = []
+    for key, item in value.items():
+        if key not in hm.LIMIT_KEYS:
+            errors.append(f"{at}.{key}: unknown key (known: {', '.join(hm.LIMIT_KEYS)})")
+            continue
+        if key != "cpu_weight" and str(item).strip().lower() == "infinity":
+            continue
+        if key == "tasks_max":
+            number = hm._int(item)
+            if number is None or not 16 <= number <= 4194304:
+                errors.append(
+                    f"{at}.tasks_max: {item!r} is not a number of processes between 16 and"
+                    " 4194304 (or infinity)"
+                )
+        elif key == "memory_max":
+            size = hm.size_bytes(item)
+            if size is None or size < 64 * 1024 * 1024:
+                errors.append(
+                    f"{at}.memory_max: {item!r} is not a size of at least 64M (bytes, or a"
+                    " number with K, M, G or T; or infinity)"
+                )
+        else:
+            number = hm._int(item)
+            if number is None or not 1 <= number <= 10000:
+                errors.append(f"{at}.cpu_weight: {item!r} is not a weight between 1 and 10000")
     return errors
 
 

@@ -194,6 +194,11 @@ def layout(hosting, settings):
             hosting.get("container_storage_max", settings.get("container_storage_max", 0))
         )
         or 0,
+        # The ceilings of everything the hosting user runs (its manager, pods, SFTP
+        # sessions), set by root on the user's slice: the tenant cannot lift them.
+        "limits": limits(hosting, settings),
+        "slice_dropin_dir": f"{SYSTEM_UNIT_DIR}/user-{int(hosting['uid'])}.slice.d",
+        "manager_dropin_dir": f"{SYSTEM_UNIT_DIR}/user@{int(hosting['uid'])}.service.d",
         # The sockets nginx connects to, one per port: published for the ingress role.
         "run_dir": run_dir,
         # containers and the tenant share data/: its default ACL gives the hosting user
@@ -207,6 +212,8 @@ def layout(hosting, settings):
         "ops_triggers": [UPDATE_TIMER]
         + [f"webhosting-cron-{job['name']}.timer" for job in cron_jobs],
     }
+    model["slice_dropin"] = f"{model['slice_dropin_dir']}/{SLICE_DROPIN}"
+    model["manager_dropin"] = f"{model['manager_dropin_dir']}/{SLICE_DROPIN}"
     model["pod_file_shown"] = model["pod_file"][len(root) + 1 :]
     model["policy"] = policy(hosting, settings, model)
     # What a removed hosting may have left (tasks/absent.yml removes these).
@@ -218,8 +225,81 @@ def layout(hosting, settings):
         etc_dir,
         model["linger_file"],
         run_dir,
+        model["slice_dropin"],
+        model["manager_dropin"],
     ]
     return model
+
+
+SYSTEM_UNIT_DIR = "/etc/systemd/system"
+SLICE_DROPIN = "50-webhosting-pods.conf"
+# The inventory's names (systemd's), their defaults and how each is written in the slice.
+LIMIT_KEYS = ("tasks_max", "memory_max", "cpu_weight")
+
+
+def limits(hosting, settings):
+    """The resource ceilings of a hosting: role defaults, then the hosting's `limits`
+    (preflight has checked them; hosting_checks.limit_problems)."""
+    merged = dict(settings.get("limits") or {})
+    merged.update(hosting.get("limits") or {})
+    result = {}
+    for key in LIMIT_KEYS:
+        value = merged.get(key)
+        if value is None or str(value).strip().lower() in ("", "infinity"):
+            result[key] = "infinity" if key != "cpu_weight" else None
+        elif key == "memory_max":
+            result[key] = size_bytes(value)
+        else:
+            result[key] = int(value)
+    return result
+
+
+def limits_changed(plan, files):
+    """Whether the paths call changed a drop-in of a selected hosting's slice or user
+    manager (the system manager then reloads; a slice takes the change at once, a user
+    manager when tasks/pod.yml restarts it)."""
+    for name, model in plan["models"].items():
+        actions = ((files or {}).get(name) or {}).get("actions") or {}
+        if model["slice_dropin"] in actions or model["manager_dropin"] in actions:
+            return True
+    return False
+
+
+def slice_text(model):
+    """The drop-in of the hosting user's slice (user-UID.slice): systemd applies it to every
+    process of the user, on cgroup v1 and v2 alike."""
+    lim = model["limits"]
+    lines = [
+        HEADER.rstrip("\n"),
+        f"# Resource ceilings of hosting {model['name']} (every process of its user: the",
+        "# pod, its units, SFTP sessions). Set in the inventory (limits), docs/hostings.md.",
+        "[Slice]",
+        f"TasksMax={lim['tasks_max']}",
+        f"MemoryMax={lim['memory_max']}",
+    ]
+    if lim["cpu_weight"] is not None:
+        lines.append(f"CPUWeight={lim['cpu_weight']}")
+    return "\n".join(lines) + "\n"
+
+
+def manager_text(model):
+    """The drop-in of the hosting user's manager (user@UID.service): tasks_max as the hard
+    RLIMIT_NPROC of the manager and everything it starts. The kernel counts a process in a
+    user namespace against the namespace owner too (ucounts), so the containers of the
+    rootless pod count, and nothing in the hosting can raise a hard limit. It bounds a fork
+    bomb where the slice's TasksMax cannot (cgroup v1 without writable controllers)."""
+    return (
+        "\n".join(
+            [
+                HEADER.rstrip("\n"),
+                f"# Process ceiling of hosting {model['name']} (limits.tasks_max),"
+                " docs/hostings.md.",
+                "[Service]",
+                f"LimitNPROC={model['limits']['tasks_max']}",
+            ]
+        )
+        + "\n"
+    )
 
 
 SIZE_RE = re.compile(r"([0-9]+)([KMGT]?)", re.IGNORECASE)
@@ -409,6 +489,26 @@ def files(model, hosting, settings):
         }
         for key, owner, group, mode in _DIRECTORIES
     ]
+    paths.append(
+        {
+            "path": model["slice_dropin_dir"],
+            "state": "directory",
+            "owner": 0,
+            "group": 0,
+            "mode": "0755",
+        }
+    )
+    paths.append(_root_file(model["slice_dropin"], slice_text(model)))
+    paths.append(
+        {
+            "path": model["manager_dropin_dir"],
+            "state": "directory",
+            "owner": 0,
+            "group": 0,
+            "mode": "0755",
+        }
+    )
+    paths.append(_root_file(model["manager_dropin"], manager_text(model)))
     text = policy_text(model)
     paths.append(_root_file(model["policy_file"], text))
     paths.append(_root_file(model["tenant_policy_file"], text))

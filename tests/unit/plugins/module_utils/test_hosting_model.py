@@ -246,6 +246,13 @@ def test_renders_skip_failed_and_missing_pod_files():
             {"ingress": {"app_socket_ports": [9000]}},
             ".ingress.app_socket_ports: no longer supported",
         ),
+        ({"limits": [512]}, ".limits: must be a mapping"),
+        ({"limits": {"pids": 512}}, ".limits.pids: unknown key"),
+        ({"limits": {"tasks_max": 8}}, ".limits.tasks_max: 8 is not a number of processes"),
+        ({"limits": {"tasks_max": "lots"}}, ".limits.tasks_max: 'lots' is not a number"),
+        ({"limits": {"memory_max": "1M"}}, ".limits.memory_max: '1M' is not a size of at least"),
+        ({"limits": {"cpu_weight": 0}}, ".limits.cpu_weight: 0 is not a weight"),
+        ({"limits": {"cpu_weight": "infinity"}}, ".limits.cpu_weight: 'infinity' is not"),
     ],
 )
 def test_preflight_names_the_field(change, message):
@@ -411,6 +418,32 @@ def test_size_bytes(value, size):
 @pytest.mark.parametrize("value", ["10 GB", "1.5G", "", "G", True, -1, None])
 def test_size_bytes_refuses(value):
     assert hm.size_bytes(value) is None
+
+
+def test_limits_are_root_owned_drop_ins_of_the_users_slice_and_manager():
+    settings = dict(SETTINGS, limits={"tasks_max": 2048, "memory_max": "2G", "cpu_weight": 100})
+    model = hm.layout(hosting(limits={"memory_max": "infinity", "tasks_max": 300}), settings)
+    files = by_path(hm.files(model, hosting(), settings))
+    slice_file = files["/etc/systemd/system/user-10001.slice.d/50-webhosting-pods.conf"]
+    manager_file = files["/etc/systemd/system/user@10001.service.d/50-webhosting-pods.conf"]
+    for entry in (slice_file, manager_file):
+        assert (entry["owner"], entry["group"], entry["mode"]) == (0, 0, "0644")
+    body = [line for line in slice_file["content"].splitlines() if not line.startswith("#")]
+    assert body == ["[Slice]", "TasksMax=300", "MemoryMax=infinity", "CPUWeight=100"]
+    body = [line for line in manager_file["content"].splitlines() if not line.startswith("#")]
+    assert body == ["[Service]", "LimitNPROC=300"]
+    assert slice_file["path"] in model["left_paths"] and manager_file["path"] in model["left_paths"]
+    default = hm.layout(hosting(), settings)["limits"]
+    assert default == {"tasks_max": 2048, "memory_max": 2 * 1024**3, "cpu_weight": 100}
+    assert hc.preflight_errors([hosting()], dict(settings, limits={"tasks_max": 1}), {}, {}, [])
+
+
+def test_a_changed_limit_is_seen_by_its_path():
+    plan = {"models": {"shop": hm.layout(hosting(), SETTINGS)}}
+    manager = plan["models"]["shop"]["manager_dropin"]
+    assert hm.limits_changed(plan, {"shop": {"actions": {manager: "updated"}}})
+    assert not hm.limits_changed(plan, {"shop": {"actions": {"/srv/x": "updated"}}})
+    assert not hm.limits_changed(plan, {})
 
 
 def test_the_storage_bound_reaches_podops():
