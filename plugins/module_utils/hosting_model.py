@@ -164,6 +164,10 @@ def layout(hosting, settings):
         # the tenant's pod file as it was when it last validated (userpod play, pod_spec)
         "last_valid_file": f"{state_dir}/pod.input.yaml",
         "start_log": f"{root}/logs/pod_start.log",
+        # the supervisor's view of the pod (userpod play --status): podops status reads the
+        # first, the tenant the second
+        "status_file": f"{state_dir}/status.json",
+        "tenant_status_file": f"{root}/logs/pod_status.json",
         "log_dir": f"{root}/logs",
         # The container log of the pod (podman's k8s-file driver, one file for its containers).
         "pod_log": f"{root}/logs/{name}-{name}.log",
@@ -433,6 +437,9 @@ def ops_text(model, settings):
             # the bound of the hosting's container storage, checked after every pull
             "storage_dir": model["storage_dir"],
             "storage_max_bytes": model["storage_max_bytes"],
+            # podops status (run by root): what it reports on
+            "root": model["root"],
+            "status_file": model["status_file"],
             "cron_jobs": {
                 job["name"]: {"container": job["container"], "command": job["command"]}
                 for job in model["cron_jobs"]

@@ -8,6 +8,7 @@ beta (web + db) is the victim of the first two; alpha gets a crash-looping conta
 third and is restored at the end: both serve as before.
 """
 
+import json
 import re
 import shlex
 import time
@@ -103,6 +104,28 @@ def test_a_container_stopped_by_its_tenant_is_started_again(lab, wait_until):
     assert unit(lab, "beta", "ActiveState") == "active"
 
 
+def test_status_at_a_glance_for_the_admin_and_the_tenant(lab, sftp):
+    res = lab.run("podops status --json")
+    assert res.rc == 0, res.stdout + res.stderr
+    seen = {h["hosting"]: h for h in json.loads(res.stdout)["hostings"]}
+    assert set(seen) >= {"alpha", "beta"}
+    beta = seen["beta"]
+    assert beta["unit"]["ActiveState"] == "active"
+    assert {n: c["state"] for n, c in beta["pod"]["containers"].items()} == {
+        "beta-web": "running",
+        "beta-db": "running",
+    }
+    assert beta["certificate_not_after"] > "2026"  # the certificate nginx serves
+    assert beta["disk_bytes"] > 0
+    table = lab.check_output("podops status --no-disk")
+    assert table.splitlines()[0].startswith("HOSTING") and "beta" in table
+    # the tenant's own view, over SFTP
+    lab.check_output(f"mkdir -p {WORK} && rm -f {WORK}/pod_status.json")
+    assert sftp(lab, "beta", 2, [f"get /logs/pod_status.json {WORK}/pod_status.json"]).rc == 0
+    mine = json.loads(lab.file(f"{WORK}/pod_status.json").content_string)
+    assert mine["state"] == "running" and set(mine["containers"]) == {"beta-web", "beta-db"}
+
+
 def _upload(lab, sftp, wait_until, text):
     lab.check_output(f"mkdir -p {WORK}")
     lab.check_output(
@@ -160,6 +183,14 @@ def test_a_crash_loop_fails_the_unit_and_the_trigger_brings_it_back(lab, sftp, w
         assert "exited with code 3, 5 times in 300 s" in crash_lines[-1]
         assert 14 <= elapsed < 60, elapsed
         assert not serves(lab, "alpha")  # the pod is down, nginx answers 502
+        # the admin sees it at a glance (and monitoring by the exit status)
+        res = lab.run("podops status --json --no-disk")
+        assert res.rc == 1, res.stdout
+        seen = {h["hosting"]: h for h in json.loads(res.stdout)["hostings"]}
+        assert seen["alpha"]["unit"]["ActiveState"] == "failed"
+        assert seen["alpha"]["pod"]["state"] == "failed"
+        assert seen["alpha"]["pod"]["containers"]["alpha-crash"]["restarts"] == 4
+        assert seen["beta"]["unit"]["ActiveState"] == "active"
         # the container's own output was written 5 times, not hundreds
         out = lab.run(f"grep -c {token} /srv/hostings/alpha/logs/alpha-alpha.log")
         assert 5 <= int(out.stdout.strip() or 0) <= 12, out.stdout

@@ -33,6 +33,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 EXIT_DONE = 0
@@ -207,6 +208,9 @@ class _Watched:
         self.probes = []
         self.started = True  # its startup probe has passed (or it has none)
         self.ready = None  # readiness (None: no readiness probe, or not known yet)
+        self.restarts = 0  # ends handled by a restart since the pod started
+        self.last_code = None
+        self.last_end = None  # wall-clock time of its last end
 
 
 class _Probe:
@@ -233,6 +237,12 @@ class _Probe:
             spec["http"]["port"],
             spec["http"]["path"],
         )
+
+
+def _iso(seconds):
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _conmon_fd(pid, container_id):
@@ -278,6 +288,7 @@ class Supervisor:
         log_max=0,
         log_period=1.0,
         probes=None,
+        status_paths=(),
         clock=time.monotonic,
         conmon_fd=_conmon_fd,
     ):
@@ -297,6 +308,8 @@ class Supervisor:
         self.log_period = log_period
         self.log_due = None
         self.probes = probes or {}  # podman container name: {kind: probe}
+        self.status_paths = list(status_paths)
+        self.state = "starting"
         self.infra_pid = 0
         self.log_reported = None  # when the last line about an emptied log was written
         self.log_drops = self.log_dropped = 0  # emptied since then: times, bytes
@@ -379,6 +392,8 @@ class Supervisor:
         if code == -1:
             self.report("container %s was removed: the pod is started again" % entry.name)
             return EXIT_POD_GONE
+        entry.last_code = code
+        entry.last_end = time.time()
         restart = self.restart_policy == "Always" or (
             self.restart_policy == "OnFailure" and code != 0
         )
@@ -401,6 +416,7 @@ class Supervisor:
             return EXIT_GAVE_UP
         delay = min(self.delay_first * (2 ** (count - 1)), self.delay_max)
         entry.due = now + delay
+        entry.restarts += 1
         self.report(
             "container %s exited with code %d; starting it again in %g s (restart %d of at"
             " most %d within %d s)"
@@ -474,6 +490,59 @@ class Supervisor:
         self.log_reported = now
         self.log_drops = self.log_dropped = 0
         return info.st_size
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self):
+        """Where the pod and each container stand (what write_status writes)."""
+        containers = {}
+        for entry in self.watched.values():
+            if entry.fd is not None:
+                state = "running"
+            elif entry.due is not None:
+                state = "waiting"  # to be started again after its back-off
+            else:
+                state = "exited"
+            containers[entry.name] = {
+                "state": state,
+                "restarts": entry.restarts,
+                "last_exit_code": entry.last_code,
+                "last_end": _iso(entry.last_end),
+                "started": entry.started,
+                "ready": entry.ready,
+                "probes": sorted(p.kind for p in entry.probes),
+            }
+        return {
+            "state": self.state,
+            "updated": _iso(time.time()),
+            "restart_policy": self.restart_policy,
+            "containers": containers,
+        }
+
+    def write_status(self, state=None):
+        """Write status() to each of status_paths (a new file renamed over the old one: a
+        link planted there is replaced, never followed); a path that cannot be written is
+        skipped."""
+        if state is not None:
+            self.state = state
+        if not self.status_paths:
+            return
+        text = json.dumps(self.status(), indent=2, sort_keys=True) + "\n"
+        for path in self.status_paths:
+            directory, name = os.path.split(path)
+            try:
+                fd, temporary = tempfile.mkstemp(prefix="." + name + ".", dir=directory)
+            except OSError:
+                continue
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    os.fchmod(handle.fileno(), 0o640)
+                os.replace(temporary, path)
+            except OSError:
+                try:
+                    os.unlink(temporary)
+                except OSError:
+                    pass
 
     # -- probes ------------------------------------------------------------------------------
     def _schedule_probes(self, entry):
@@ -614,12 +683,21 @@ class Supervisor:
         except SuperviseError as exc:
             self.report("the pod could not be taken down: %s" % exc)
 
+    def _status_signature(self):
+        return (self.state,) + tuple(
+            (e.name, e.fd is not None, e.due is not None, e.restarts, e.started, e.ready)
+            for e in self.watched.values()
+        )
+
     def run(self):
         """Supervise until the unit stops or the pod cannot go on; the exit status."""
         self.attach()
+        self.state = "running"
+        written = None
         while True:
             if self.stopping:
                 self.take_down()
+                self.write_status("stopped")
                 return EXIT_DONE
             if all(e.finished for e in self.watched.values()):
                 failed = [e.name for e in self.watched.values() if self._exit_code(e) != 0]
@@ -628,7 +706,12 @@ class Supervisor:
                     % (" (failed: %s)" % ", ".join(failed) if failed else "")
                 )
                 self.take_down()
+                self.write_status("failed" if failed else "stopped")
                 return EXIT_GAVE_UP if failed else EXIT_DONE
+            signature = self._status_signature()
+            if signature != written:
+                self.write_status()
+                written = signature
             poller = select.poll()
             poller.register(self._wake_r, select.POLLIN)
             poller.register(self.infra_fd, select.POLLIN)
@@ -663,6 +746,7 @@ class Supervisor:
             if status is not None:
                 if status != EXIT_POD_GONE:
                     self.take_down()
+                self.write_status("failed" if status == EXIT_GAVE_UP else "restarting")
                 return status
 
     def _handle(self, events, by_fd, probes_by_fd=None):

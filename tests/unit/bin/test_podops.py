@@ -1,6 +1,7 @@
 """bin/podops: the pure helpers, the tenant-tree file handling (real files, symlinks and
 FIFOs in tmp_path) and the restart verb refusing an invalid pod file with the real userpod."""
 
+import datetime
 import importlib.machinery
 import importlib.util
 import json
@@ -321,3 +322,117 @@ def test_an_oversized_pull_is_refused_and_its_images_removed(storage, tmp_path):
     text = (tmp_path / "pod_restart.log").read_text()
     assert "the pod was NOT restarted: the images and containers take 2.0 MiB" in text
     assert not podops.refuse_oversized(dict(config, storage_max_bytes=0), log, "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# status (the admin's view; systemctl is a stand-in script, everything else real files)
+# ---------------------------------------------------------------------------------------------
+FAKE_SYSTEMCTL = """#!/bin/sh
+ok='ActiveState=active\\nSubState=running\\nResult=success\\nNRestarts=0\\nExecMainStatus=0'
+bad='ActiveState=failed\\nSubState=failed\\nResult=exit-code\\nNRestarts=0\\nExecMainStatus=4'
+case "$*" in
+  *--machine=down@*) exit 1 ;;
+  *--machine=shop@*) printf "$ok\\n" ;;
+  *) printf "$bad\\n" ;;
+esac
+"""
+
+
+def status_config(tmp_path, name):
+    root = tmp_path / "srv" / name
+    (root / "logs").mkdir(parents=True)
+    (root / "www").mkdir()
+    (root / "www" / "index.html").write_bytes(b"x" * 5000)
+    state = tmp_path / "state" / name
+    state.mkdir(parents=True)
+    systemctl = tmp_path / "systemctl"
+    if not systemctl.exists():
+        systemctl.write_text(FAKE_SYSTEMCTL)
+        systemctl.chmod(0o755)
+    config = {
+        "hosting": name,
+        "pod": name,
+        "unit": "webhosting-pod.service",
+        "trigger": str(root / "scripts" / "pod_restart" / "pod_restart.run"),
+        "log_dir": str(root / "logs"),
+        "state_dir": str(state),
+        "pod_file": str(root / "pod.yaml"),
+        "policy_file": str(tmp_path / "system.yaml"),
+        "rendered_file": str(state / "pod.yaml"),
+        "userpod": "userpod",
+        "podman": "podman",
+        "systemctl": str(systemctl),
+        "root": str(root),
+        "storage_dir": str(state),
+        "status_file": str(state / "status.json"),
+    }
+    path = tmp_path / ("%s.json" % name)
+    path.write_text(json.dumps(config))
+    return path, root, state
+
+
+def test_status_lists_every_hosting_and_fails_when_one_is_down(tmp_path, capsys):
+    shop, root, state = status_config(tmp_path, "shop")
+    (state / "status.json").write_text(
+        json.dumps(
+            {"state": "running", "containers": {"shop-web": {"state": "running", "restarts": 2}}}
+        )
+    )
+    (root / "logs" / "pod_restart.log").write_text(
+        "2026-12-01T10:00:00Z restart requested\n2026-12-01T10:00:01Z pod restarted (trigger)\n"
+    )
+    blog, blog_root, _ = status_config(tmp_path, "blog")
+    (blog_root / "logs" / "pod_update.log").symlink_to("/etc/shadow")  # never followed
+    down, _, _ = status_config(tmp_path, "down")
+    assert podops.main(["status", str(shop)]) == podops.EXIT_OK
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["HOSTING", "UNIT", "CONTAINERS"]
+    assert table[1].split()[:3] == ["shop", "active", "web:running(2)"]
+    assert "pod restarted (trigger)" in table[1]
+    assert podops.main(["status", "--json", str(shop), str(blog), str(down)]) == podops.EXIT_FAILED
+    data = {h["hosting"]: h for h in json.loads(capsys.readouterr().out)["hostings"]}
+    assert data["shop"]["last_trigger"] == {
+        "time": "2026-12-01T10:00:01Z",
+        "message": "pod restarted (trigger)",
+    }
+    assert data["shop"]["disk_bytes"] >= 5000
+    assert data["blog"]["unit"]["ActiveState"] == "failed"
+    assert data["blog"]["unit"]["ExecMainStatus"] == "4"
+    assert data["blog"]["last_update"] is None and data["blog"]["pod"] is None
+    assert data["down"]["unit"]["ActiveState"].startswith("unknown")
+
+
+def test_status_reads_a_real_certificate(tmp_path):
+    key = tmp_path / "key.pem"
+    cert = tmp_path / "cert.pem"
+    made = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=shop.test",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip("no openssl here")
+    servers = tmp_path / "servers"
+    servers.mkdir()
+    (servers / "shop.conf").write_text(
+        "server {\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n}\n" % (cert, key)
+    )
+    expiry = podops.certificate_expiry("shop", str(servers))
+    left = datetime.datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ") - datetime.datetime.utcnow()
+    assert 29 <= left.days <= 30
+    assert podops.certificate_expiry("other", str(servers)) is None

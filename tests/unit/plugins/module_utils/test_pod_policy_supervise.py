@@ -475,3 +475,37 @@ def test_the_http_and_tcp_probe_script_against_a_real_server(tmp_path):
     assert code == 1 and out.startswith("ConnectionRefusedError"), out
     argv = podman.probe_argv("shop-web", {"exec": ["/bin/check", "a b"], "timeout": 1}, 1)
     assert argv == ["podman", "exec", "shop-web", "/bin/check", "a b"]
+
+
+def test_the_status_file_follows_the_pod(tmp_path, make):
+    import json
+
+    status = tmp_path / "status.json"
+    link_target = tmp_path / "elsewhere"
+    link_target.write_text("keep")
+    tenant = tmp_path / "pod_status.json"
+    tenant.symlink_to(link_target)  # planted: replaced, never written through
+    backend, sup, lines = make({"db": [(0.3, 1), (60, 0)], "web": [(60, 0)]})
+    sup.status_paths = [str(status), str(tenant)]
+    thread = threading.Thread(target=sup.run, daemon=True)
+    thread.start()
+    assert _wait(lambda: status.exists() and '"restarts": 1' in status.read_text())
+    assert _wait(lambda: json.loads(status.read_text())["containers"]["db"]["state"] == "running")
+    data = json.loads(status.read_text())
+    assert data["state"] == "running" and data["restart_policy"] == "Always"
+    assert data["containers"]["db"]["last_exit_code"] == 1
+    assert data["containers"]["web"] == {
+        "state": "running",
+        "restarts": 0,
+        "last_exit_code": None,
+        "last_end": None,
+        "started": True,
+        "ready": None,
+        "probes": [],
+    }
+    assert not tenant.is_symlink() and json.loads(tenant.read_text()) == data
+    assert link_target.read_text() == "keep"
+    assert oct(status.stat().st_mode & 0o777) == "0o640"
+    backend.down()
+    thread.join(5)
+    assert json.loads(status.read_text())["state"] == "restarting"  # the infra ended
