@@ -9,11 +9,14 @@ the lab connection (lab_nsenter) and the toolchain are this checkout's.
 
 Hosting keys the previous release does not know (its roles/hosting argument spec refuses
 them, e.g. `sftp`, new in 0.2.0) are left out of its run, through an extra-vars file with
-the inventory's hostings without them: an admin's inventory of that release had none.
+the inventory's hostings without them: an admin's inventory of that release had none. So
+are policy keys its engine does not know (its `_POLICY_KEYS`, e.g. `container_log_max`),
+in each hosting's `policy` and in `webhosting_policy_defaults`.
 
 Usage: previous.py INVENTORY HOST...   (exit status: ansible-playbook's)
 """
 
+import ast
 import io
 import json
 import os
@@ -55,12 +58,36 @@ def unpack(commit, root):
     return target
 
 
-def known_hostings(collection):
-    """The inventory's hostings with only the keys the release in `collection` knows."""
+def policy_keys(collection):
+    """The policy keys the engine of the release in `collection` accepts (its
+    `_POLICY_KEYS` tuple, wherever in plugins/module_utils it is)."""
+    for path in sorted((collection / "plugins" / "module_utils").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Assign) and any(
+                getattr(t, "id", None) == "_POLICY_KEYS" for t in node.targets
+            ):
+                return set(ast.literal_eval(node.value))
+    raise SystemExit("no _POLICY_KEYS in the previous release")
+
+
+def known_vars(collection):
+    """The inventory's hostings and policy defaults with only the keys the release in
+    `collection` knows (extra vars for its run)."""
     spec = yaml.safe_load((collection / "roles/hosting/meta/argument_specs.yml").read_text())
     options = spec["argument_specs"]["main"]["options"]["hosting_hostings"]["options"]
-    hostings = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
-    return [{k: v for k, v in h.items() if k in options} for h in hostings]
+    keys = policy_keys(collection)
+    group_vars = yaml.safe_load(GROUP_VARS.read_text())
+    hostings = []
+    for hosting in group_vars["webhosting_hostings"]:
+        kept = {k: v for k, v in hosting.items() if k in options}
+        if isinstance(kept.get("policy"), dict):
+            kept["policy"] = {k: v for k, v in kept["policy"].items() if k in keys}
+        hostings.append(kept)
+    defaults = group_vars.get("webhosting_policy_defaults") or {}
+    return {
+        "webhosting_hostings": hostings,
+        "webhosting_policy_defaults": {k: v for k, v in defaults.items() if k in keys},
+    }
 
 
 def main(argv):
@@ -82,7 +109,7 @@ def main(argv):
         env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
         env["ANSIBLE_ROLES_PATH"] = str(collection / "roles")
         extra = Path(root) / "hostings.json"
-        extra.write_text(json.dumps({"webhosting_hostings": known_hostings(collection)}))
+        extra.write_text(json.dumps(known_vars(collection)))
         proc = subprocess.run(
             ["ansible-playbook", "-i", inventory, str(collection / "site.yml"),
              "--limit", ",".join(hosts), "-e", f"@{extra}"],
