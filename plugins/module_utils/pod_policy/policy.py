@@ -231,50 +231,35 @@ def load_policy(source):
                 rep.error(path, "unknown key")
     policy["resources"] = resources
 
-    value = data.get("default_memory_volume_size")
-    size = DEFAULT_MEMORY_VOLUME_SIZE if value is None else _memory(value)
-    if size is None:
-        rep.error(
-            "policy.default_memory_volume_size",
-            "%s is not a memory amount (e.g. 64Mi)" % _show(value),
-        )
-        size = DEFAULT_MEMORY_VOLUME_SIZE
-    policy["default_memory_volume_size"] = size
-
+    policy["default_memory_volume_size"] = _policy_memory(
+        rep,
+        "policy.default_memory_volume_size",
+        data.get("default_memory_volume_size"),
+        DEFAULT_MEMORY_VOLUME_SIZE,
+        "64Mi",
+    )
     # The bound of the pod's container log between rotations (the pod unit's runner empties
     # a log that grows beyond it; pod_policy.supervise).
-    value = data.get("container_log_max")
-    size = DEFAULT_CONTAINER_LOG_MAX if value is None else _memory(value)
-    if size is None:
-        rep.error(
-            "policy.container_log_max",
-            "%s is not a memory amount (e.g. 100Mi)" % _show(value),
-        )
-        size = DEFAULT_CONTAINER_LOG_MAX
-    policy["container_log_max"] = size
+    policy["container_log_max"] = _policy_memory(
+        rep,
+        "policy.container_log_max",
+        data.get("container_log_max"),
+        DEFAULT_CONTAINER_LOG_MAX,
+        "100Mi",
+    )
 
     policy["probe_limits"] = _policy_probe_limits(rep, data.get("probe_limits"))
 
-    value = data.get("max_containers", DEFAULT_MAX_CONTAINERS)
-    if _is_int(value) and 1 <= value <= MAX_CONTAINERS_LIMIT:
-        policy["max_containers"] = value
-    else:
-        rep.error(
-            "policy.max_containers",
-            "must be an integer between 1 and %d, got %s" % (MAX_CONTAINERS_LIMIT, _show(value)),
-        )
-        policy["max_containers"] = DEFAULT_MAX_CONTAINERS
-
+    policy["max_containers"] = _policy_int(
+        rep,
+        "policy.max_containers",
+        data.get("max_containers", DEFAULT_MAX_CONTAINERS),
+        DEFAULT_MAX_CONTAINERS,
+        1,
+        MAX_CONTAINERS_LIMIT,
+    )
     for key, (default, low, high) in _RESTART_BOUNDS.items():
-        value = data.get(key, default)
-        if _is_int(value) and low <= value <= high:
-            policy[key] = value
-        else:
-            rep.error(
-                "policy." + key,
-                "must be an integer between %d and %d, got %s" % (low, high, _show(value)),
-            )
-            policy[key] = default
+        policy[key] = _policy_int(rep, "policy." + key, data.get(key, default), default, low, high)
 
     if rep.errors:
         raise PodSpecError(rep.errors)
@@ -284,6 +269,25 @@ def load_policy(source):
 
 
 _LAST_POLICY = (None, None)  # (the last policy load_policy returned, a copy to detect changes)
+
+
+def _policy_int(rep, path, value, default, low, high):
+    """An integer key of the policy from low to high (the caller passes ``default`` when
+    the key is absent); ``default`` after an error."""
+    if _is_int(value) and low <= value <= high:
+        return value
+    rep.error(path, "must be an integer between %d and %d, got %s" % (low, high, _show(value)))
+    return default
+
+
+def _policy_memory(rep, path, value, default, example):
+    """A memory amount of the policy: ``default`` when it is not given, and after an
+    error."""
+    size = default if value is None else _memory(value)
+    if size is None:
+        rep.error(path, "%s is not a memory amount (e.g. %s)" % (_show(value), example))
+        return default
+    return size
 
 
 def _policy_probe_limits(rep, value):
@@ -298,12 +302,7 @@ def _policy_probe_limits(rep, value):
             rep.error(path, "unknown key")
             continue
         low, high = PROBE_LIMIT_BOUNDS[key]
-        if _is_int(item) and low <= item <= high:
-            limits[key] = item
-        else:
-            rep.error(
-                path, "must be an integer between %d and %d, got %s" % (low, high, _show(item))
-            )
+        limits[key] = _policy_int(rep, path, item, limits[key], low, high)
     return limits
 
 
