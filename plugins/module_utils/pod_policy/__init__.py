@@ -44,7 +44,7 @@ from .policy import load_policy
 from .probes import pod_probes
 from .render import RenderResult, memory_volumes, render_pod
 from .supervise import Podman as SupervisedPodman
-from .supervise import SuperviseError, Supervisor
+from .supervise import SuperviseError, Supervisor, pod_network_argv
 from .supervise import notify as sd_notify
 from .values import _memory_bytes as memory_bytes
 
@@ -66,6 +66,7 @@ __all__ = [
     "SupervisedPodman",
     "SuperviseError",
     "sd_notify",
+    "pod_network_argv",
     "MAX_DOCUMENT_BYTES",
     "MEMORY_VOLUMES_ANNOTATION",
 ]

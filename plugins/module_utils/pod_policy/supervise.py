@@ -91,6 +91,14 @@ def notify(address, text):
         pass
 
 
+def pod_network_argv(pid):
+    """The command prefix that runs a program in the network namespace of process ``pid``
+    (the pod's infra container). The namespace belongs to podman's user namespace, which
+    the calling user owns and so may enter directly; nsenter then execs the program. The
+    socket forwarder and the probes enter the pod this one way."""
+    return ["nsenter", "--target=%d" % pid, "--user", "--net", "--preserve-credentials", "--"]
+
+
 def _first(data):
     """podman 4 prints one object for one pod, podman 5 a list."""
     if isinstance(data, list):
@@ -178,13 +186,7 @@ class Podman:
         if "exec" in probe:
             return [self.podman, "exec", name] + list(probe["exec"])
         handler = {key: probe[key] for key in ("http", "tcp") if key in probe}
-        return [
-            "nsenter",
-            "--target=%d" % infra_pid,
-            "--user",
-            "--net",
-            "--preserve-credentials",
-            "--",
+        return pod_network_argv(infra_pid) + [
             sys.executable,
             "-I",
             "-c",
