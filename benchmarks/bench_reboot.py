@@ -17,9 +17,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-LABCTL = Path(__file__).resolve().parents[1] / "lab" / "labctl"
+from bench_tenant_ops import LABCTL, lab  # the same labctl exec, run as scripts here
 
 # Every hosting domain nginx has a server for; then wait until each answers 200 once.
 WAIT = r"""
@@ -68,16 +67,7 @@ def reboot(host):
 
 
 def wait_serving(host):
-    proc = subprocess.run(
-        [str(LABCTL), "exec", host, "--", "/bin/sh", "-c", WAIT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if proc.returncode != 0:
-        sys.exit("%s: %s %s" % (host, proc.stdout.strip(), proc.stderr.strip()))
-    count, millis = proc.stdout.split()
+    count, millis = lab(host, WAIT, timeout=600).split()
     return int(count), int(millis) / 1000
 
 

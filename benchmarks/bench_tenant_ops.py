@@ -59,13 +59,14 @@ echo $(( (end - start) / 1000000 ))
 """
 
 
-def lab(host, script, *args, stdin=None):
+def lab(host, script, *args, stdin=None, timeout=300):
+    """The output of shell `script` (with `args`) run in lab host `host`; exits on failure."""
     proc = subprocess.run(
         [str(LABCTL), "exec", host, "--", "/bin/sh", "-c", script, "bench", *map(str, args)],
         capture_output=True,
         text=True,
         input=stdin,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     if proc.returncode != 0:
