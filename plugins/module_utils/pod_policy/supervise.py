@@ -443,6 +443,11 @@ class Supervisor:
         self.notify("STATUS=running")
         return None
 
+    @property
+    def log_bounded(self):
+        """Whether there is a container log to keep below log_max."""
+        return bool(self.log_path) and self.log_max > 0
+
     def bound_log(self):
         """Empty the container log when it has grown beyond ``log_max`` bytes, leaving one
         line (in the k8s-file format) that says so. conmon appends (O_APPEND), so it goes on
@@ -651,7 +656,7 @@ class Supervisor:
             % (entry.name, probe.kind, probe.describe(), probe.spec["failure_threshold"], reason)
         )
         self._cancel_probes(entry)
-        tick = self.bound_log if self.log_path and self.log_max > 0 else None
+        tick = self.bound_log if self.log_bounded else None
         try:
             self.backend.stop(entry.name, tick=tick)
         except SuperviseError as exc:
@@ -679,7 +684,7 @@ class Supervisor:
         container that ignores SIGTERM may flood it for podman's whole stop timeout)."""
         for entry in self.watched.values():
             self._cancel_probes(entry)
-        tick = self.bound_log if self.log_path and self.log_max > 0 else None
+        tick = self.bound_log if self.log_bounded else None
         try:
             self.backend.down(tick=tick)
         except SuperviseError as exc:
@@ -730,7 +735,7 @@ class Supervisor:
                         probes_by_fd[probe.fd] = probe
             due = [e.due for e in self.watched.values() if e.due is not None]
             due += self._probe_times()
-            if self.log_path and self.log_max > 0:
+            if self.log_bounded:
                 if self.log_due is None or self.log_due <= self.clock():
                     # a log that had to be emptied is looked at again 10 times as often
                     # until it stays below its bound (a flood of 200 MB/s was measured)
