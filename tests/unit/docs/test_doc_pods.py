@@ -1,7 +1,9 @@
-"""Every Pod the tenant docs show is checked by the engine, as a tenant checks it.
+"""Every Pod, env file and registry logins file the tenant docs show is checked, as a
+tenant checks it, under the names the tenant's files have (``pod-<pod>.yaml``,
+``system-<pod>.yaml``, ``<pod>-<container>.env``, ``auth-<pod>-registry.yaml``).
 
 docs/tenant.md and docs/pod-policy.md: each fenced ```yaml block that is a Pod
-(``kind: Pod``) goes through ``bin/userpod parse`` with the provider's system.yaml
+(``kind: Pod``) goes through ``bin/userpod parse`` with the provider's system file
 (tests/unit/podspec_helpers.py), its hosting moved to a temporary folder and named after the
 example's pod, and every hostPath folder the example mounts made there first (as the page
 tells the tenant to do over SFTP). An HTML comment on the line before a block says what the
@@ -11,9 +13,16 @@ block is meant to show:
 - ``<!-- warnings -->``: valid, with at least one warning;
 - ``<!-- invalid: TEXT -->``: refused (exit 1), with an error line that contains TEXT.
 
+An env file the pages show (a block whose first line is the comment
+``# <pod>-<container>.env``) is given to a container of that name in a small valid pod,
+which must then pass ``parse --strict`` and name the env file in its summary. A registry
+logins file (a ```yaml block whose first line is ``# auth-<pod>-registry.yaml``) must pass
+``userpod auth``, which must name every registry of the block.
+
 (docs/userpod.md's examples are run by tests/unit/bin/test_userpod_zipapp.py.)
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -111,17 +120,24 @@ def userpod(*args, cwd):
     )
 
 
+def tenant_files(document):
+    """The names of the tenant's pod file and system file for the example's pod."""
+    name = (document.get("metadata") or {}).get("name") or "mycontainertest"
+    return "pod-%s.yaml" % name, "system-%s.yaml" % name
+
+
 @pytest.mark.parametrize("body, document, expect", EXAMPLES)
 def test_pod_example(body, document, expect, tmp_path):
     kind, text = expect
-    (tmp_path / "pod.yaml").write_text(body)
-    (tmp_path / "system.yaml").write_text(hosting_for(document, tmp_path / "hosting"))
-    strict = userpod("parse", "--strict", "pod.yaml", "system.yaml", cwd=tmp_path)
+    pod_file, system_file = tenant_files(document)
+    (tmp_path / pod_file).write_text(body)
+    (tmp_path / system_file).write_text(hosting_for(document, tmp_path / "hosting"))
+    strict = userpod("parse", "--strict", pod_file, system_file, cwd=tmp_path)
     assert "Traceback" not in strict.stderr
     if kind == "valid":
         assert strict.returncode == 0, strict.stderr
         return
-    result = userpod("parse", "pod.yaml", "system.yaml", cwd=tmp_path)
+    result = userpod("parse", pod_file, system_file, cwd=tmp_path)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     if kind == "warnings":
         assert result.returncode == 0, result.stderr
@@ -130,3 +146,78 @@ def test_pod_example(body, document, expect, tmp_path):
     assert kind == "invalid" and text, "an invalid example names the error it shows"
     assert result.returncode == 1, result.stdout
     assert any(text in line for line in errors), result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Env files and registry logins
+# ---------------------------------------------------------------------------------------------
+ENV_NAME = re.compile(r"# ([a-z][a-z0-9]*)-([a-z][a-z0-9-]*)\.env\b.*")
+AUTH_NAME = re.compile(r"# (auth-([a-z][a-z0-9-]*)-registry\.yaml)\b.*")
+
+
+def named_blocks(pattern, info):
+    """pytest params: (match of the first line, body) of each block with that info string
+    whose first line matches ``pattern``. The pod's name is taken to be the part before the
+    first ``-`` of an env file's name (the pages' hostings have none)."""
+    params = []
+    for page in PAGES:
+        for line, block_info, body, _before in fenced_blocks((ROOT / page).read_text()):
+            first = body.splitlines()[0] if body.strip() else ""
+            match = pattern.fullmatch(first.strip())
+            if block_info == info and match:
+                params.append(pytest.param(match.groups(), body, id="%s:%d" % (page, line)))
+    return params
+
+
+ENV_EXAMPLES = named_blocks(ENV_NAME, "")
+AUTH_EXAMPLES = named_blocks(AUTH_NAME, "yaml")
+
+
+def test_the_pages_show_env_files_and_registry_logins():
+    pages = {param.id.rsplit(":", 1)[0] for param in ENV_EXAMPLES}
+    assert "docs/tenant.md" in pages
+    assert any(param.id.startswith("docs/tenant.md:") for param in AUTH_EXAMPLES)
+
+
+@pytest.mark.parametrize("names, body", ENV_EXAMPLES)
+def test_env_file_example(names, body, tmp_path):
+    """The env file, given to its container: every line is KEY=VALUE (a broken one is an
+    error naming the file and line), and the file is used."""
+    pod_name, container = names
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name},
+        "spec": {
+            "containers": [
+                {
+                    "name": container,
+                    "image": "docker.io/library/busybox:1",
+                    "securityContext": {"runAsUser": 1000},
+                    "ports": [{"containerPort": 8080}],
+                }
+            ]
+        },
+    }
+    pod_file, system_file = tenant_files(pod)
+    (tmp_path / pod_file).write_text(yaml.safe_dump(pod))
+    (tmp_path / system_file).write_text(hosting_for(pod, tmp_path / "hosting"))
+    env_file = tmp_path / "hosting" / ("%s-%s.env" % (pod_name, container))
+    env_file.write_text(body)
+    result = userpod("parse", "--strict", pod_file, system_file, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "env file: %s" % env_file in result.stdout
+
+
+@pytest.mark.parametrize("names, body", AUTH_EXAMPLES)
+def test_registry_logins_example(names, body, tmp_path):
+    """The registry logins file passes `userpod auth`, which writes podman's auth.json
+    with a login for every registry of the example."""
+    file_name, _pod = names
+    (tmp_path / file_name).write_text(body)
+    result = userpod("auth", file_name, "--output", "auth.json", cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    registries = sorted(yaml.safe_load(body))
+    auths = json.loads((tmp_path / "auth.json").read_text())["auths"]
+    assert sorted(auths) == registries
