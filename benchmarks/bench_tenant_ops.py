@@ -4,7 +4,7 @@
     lab/labctl up NAME --release bookworm && ansible-playbook -i INVENTORY site.yml
     .venv/bin/python benchmarks/bench_tenant_ops.py NAME [--hosting alpha] [--rounds 5]
 
-1. trigger -> new spec served: as the tenant, rewrite pod.yaml in place with the other
+1. trigger -> new spec served: as the tenant, rewrite the pod file in place with the other
    test image (lab/httpd:1 <-> :2), create scripts/pod_restart/pod_restart.run, then ask
    the pod's unix socket for /version every 50 ms until it answers with the new version.
 2. update check of an unchanged pod: `systemctl --user start webhosting-pod-update.service`
@@ -27,7 +27,7 @@ ROUND = r"""
 set -eu
 name=$1 uid=$2 want=$3
 root=/srv/hostings/$name
-pod=$root/private/container-config/pod.yaml
+pod=$root/private/container-config/pod-$name.yaml
 as_tenant() { setpriv --reuid=$uid --regid=$uid --init-groups "$@"; }
 version() {
     curl -s --max-time 1 --unix-socket /run/webhosting-pods/$name/8080 \
@@ -89,7 +89,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    pod = "/srv/hostings/%s/private/container-config/pod.yaml" % args.hosting
+    pod = "/srv/hostings/%s/private/container-config/pod-%s.yaml" % (args.hosting, args.hosting)
     original = lab(args.host, "cat " + shlex.quote(pod))
     current = "2" if "lab/httpd:2" in original else "1"
     triggers, updates = [], []

@@ -45,6 +45,7 @@ LAYOUT_KEYS = (
     "name",
     "volumes_base_dir",
     "container_env_dir",
+    "provider_env_dir",
     "tmp_dir",
     "socket_ports",
     "pidfile",
@@ -90,6 +91,8 @@ _DIRECTORIES = (
     # temporary name and rename); the sticky bit keeps them from removing or replacing
     # the files root owns (system.yaml, the admin's env files).
     ("container_config", "root", "hosting", "1770"),
+    # the provider's env files (inventory env_files): root's, read by the hosting user
+    ("provider_env_dir", "root", "hosting", "0750"),
     # Outside the tenant's tree (the tenant cannot put a link where nginx connects); the
     # socket unit, as the hosting user, gives nginx its ACL entries here. /run is emptied
     # at boot: systemd-tmpfiles creates it again (templates/tmpfiles.j2).
@@ -155,11 +158,21 @@ def layout(hosting, settings):
         "config_home": f"{state_dir}/config",
         "etc_dir": etc_dir,
         "policy_file": f"{etc_dir}/system.yaml",
-        "auth_file": f"{etc_dir}/auth.json",
+        # the provider's registry login (inventory `registry`), merged at every start,
+        # restart and update with the tenant's (tenant_auth_file) into auth_file, the one
+        # podman uses (userpod auth)
+        "provider_auth_file": f"{etc_dir}/auth.json",
+        "auth_file": f"{state_dir}/auth.json",
+        "provider_env_dir": f"{etc_dir}/env",
         "ops_file": f"{etc_dir}/ops.json",
         "container_config": container_config,
-        "tenant_policy_file": f"{container_config}/system.yaml",
-        "pod_file": f"{container_config}/pod.yaml",
+        # the provider's tenant documentation names the files of a pod NAME so (the pod is
+        # named after the hosting); a release before 0.3 called the first two system.yaml
+        # and pod.yaml (renamed at the next converge: legacy_pod_file)
+        "tenant_policy_file": f"{container_config}/system-{name}.yaml",
+        "pod_file": f"{container_config}/pod-{name}.yaml",
+        "legacy_pod_file": f"{container_config}/pod.yaml",
+        "tenant_auth_file": f"{container_config}/auth-{name}-registry.yaml",
         "rendered_file": f"{state_dir}/pod.yaml",
         # the tenant's pod file as it was when it last validated (userpod play, pod_spec)
         "last_valid_file": f"{state_dir}/pod.input.yaml",
@@ -219,6 +232,7 @@ def layout(hosting, settings):
     model["slice_dropin"] = f"{model['slice_dropin_dir']}/{SLICE_DROPIN}"
     model["manager_dropin"] = f"{model['manager_dropin_dir']}/{SLICE_DROPIN}"
     model["pod_file_shown"] = model["pod_file"][len(root) + 1 :]
+    model["tenant_auth_shown"] = model["tenant_auth_file"][len(root) + 1 :]
     model["policy"] = policy(hosting, settings, model)
     # What a removed hosting may have left (tasks/absent.yml removes these).
     model["left_paths"] = [
@@ -343,6 +357,20 @@ def keys_text(model):
     return ssh_keys.file_text(header, model["sftp_keys"])
 
 
+TENANT_AUTH_SEED = """\
+# Your registry logins: podman uses them to pull the images of your pod. One entry per
+# registry that needs a login (a read-only account or token is enough), for example:
+#
+# registry.example.com:
+#   user: myreaduser
+#   password: some_password
+#
+# They apply at the next start of your pod (scripts/pod_restart/pod_restart.run); a file
+# that cannot be used is reported in logs/pod_restart.log and changes nothing. Logins your
+# provider set up for you are kept outside your folders and win for the same registry.
+"""
+
+
 TENANT_KEYS_SEED = """\
 # Your SFTP keys: one OpenSSH public key per line (the contents of your id_ed25519.pub,
 # for example "ssh-ed25519 AAAAC3Nz... me@laptop"). Lines starting with # are ignored.
@@ -360,6 +388,7 @@ def policy(hosting, settings, model):
             "name": model["name"],
             "volumes_base_dir": model["root"],
             "container_env_dir": model["container_config"],
+            "provider_env_dir": model["provider_env_dir"],
             "tmp_dir": f"{model['root']}/tmp",
             "socket_ports": {port: {"dir": model["run_dir"]} for port in model["socket_ports"]},
             "pidfile": f"{model['state_dir']}/pod.pid",
@@ -430,6 +459,11 @@ def ops_text(model, settings):
             "pod_file_shown": model["pod_file_shown"],
             "policy_file": model["policy_file"],
             "rendered_file": model["rendered_file"],
+            # registry logins: the tenant's file merged with the provider's (userpod auth)
+            "tenant_auth_file": model["tenant_auth_file"],
+            "tenant_auth_shown": model["tenant_auth_shown"],
+            "provider_auth_file": model["provider_auth_file"],
+            "auth_file": model["auth_file"],
             "userpod": settings["userpod_path"],
             "podman": settings["podman_path"],
             "systemctl": settings["systemctl_path"],
@@ -521,14 +555,26 @@ def files(model, hosting, settings):
     paths.append(_root_file(model["tenant_policy_file"], text))
     if model["registry"]:
         paths.append(
-            _root_file(model["auth_file"], auth_text(hosting, settings), mode="0640", group=gid)
+            _root_file(
+                model["provider_auth_file"], auth_text(hosting, settings), mode="0640", group=gid
+            )
         )
     else:
-        paths.append({"path": model["auth_file"], "state": "absent"})
+        paths.append({"path": model["provider_auth_file"], "state": "absent"})
+    paths.append(
+        {
+            "path": model["tenant_auth_file"],
+            "content": TENANT_AUTH_SEED,
+            "owner": uid,
+            "group": gid,
+            "mode": "0640",
+            "create_only": True,
+        }
+    )
     for container, env in (hosting.get("env_files") or {}).items():
         paths.append(
             _root_file(
-                f"{model['container_config']}/{model['name']}-{container}.env",
+                f"{model['provider_env_dir']}/{model['name']}-{container}.env",
                 env_text(model, container, env),
                 mode="0640",
                 group=gid,
@@ -551,6 +597,9 @@ def files(model, hosting, settings):
         )
     else:
         paths.append({"path": model["tenant_keys_file"], "state": "absent"})
+    # the tenant's pod file of an earlier release, under its new name (never replacing a
+    # file the tenant wrote under that name)
+    paths.append({"path": model["legacy_pod_file"], "state": "moved", "dest": model["pod_file"]})
     if "pod" in hosting:
         paths.append(
             {
@@ -604,8 +653,11 @@ def files(model, hosting, settings):
         "vars": {"__hosting": model},
         "paths": paths,
         "prune": [
-            # only the env files root wrote: the tenant may keep files of their own here
+            # only the files root wrote: the tenant's own env files stay; the provider's env
+            # files and system.yaml were kept here before 0.3
             {"dir": model["container_config"], "pattern": "*.env", "owner": 0},
+            {"dir": model["container_config"], "pattern": "system.yaml", "owner": 0},
+            {"dir": model["provider_env_dir"], "pattern": "*.env"},
             {"dir": unit_dir, "pattern": "webhosting-cron-*.timer"},
             {"dir": f"{unit_dir}/default.target.wants", "pattern": "webhosting-cron-*.timer"},
             {"dir": f"{unit_dir}/{UNIT}.wants", "pattern": SOCKET_UNIT_GLOB},

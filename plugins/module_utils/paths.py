@@ -32,7 +32,7 @@ from ansible_collections.webhosting.pods.plugins.module_utils.fileio import (
     write_atomic,
 )
 
-STATES = ("directory", "file", "link", "absent")
+STATES = ("directory", "file", "link", "absent", "moved")
 
 
 class PathsError(Exception):
@@ -91,6 +91,13 @@ def normalise(entries):
             raise PathsError(f"{path}: a file needs content")
         if state == "link" and not entry["src"]:
             raise PathsError(f"{path}: a link needs src")
+        if state == "moved":
+            dest = raw.get("dest")
+            if not isinstance(dest, str) or os.path.dirname(os.path.normpath(dest)) != (
+                os.path.dirname(path)
+            ):
+                raise PathsError(f"{path}: moved needs dest, a name in the same directory")
+            entry["dest"] = os.path.normpath(dest)
         validate = entry["validate"]
         if validate is not None:
             if state != "file":
@@ -323,7 +330,31 @@ def _absent(entry, st, check_mode):
     return "removed"
 
 
-_HANDLERS = {"directory": _directory, "file": _file, "link": _link, "absent": _absent}
+def _moved(entry, st, check_mode):
+    """A file renamed by a new release (the tenant's pod.yaml, now pod-NAME.yaml): moved to
+    ``dest`` when that name is still free, else left alone (what the tenant wrote under
+    the new name wins; nothing is lost). The link is made with link(2), which fails rather
+    than replace a file that appeared meanwhile, and a symlink is moved as itself, never
+    followed."""
+    if st is None or stat.S_ISDIR(st.st_mode) or _lstat(entry["dest"]) is not None:
+        return None
+    if check_mode:
+        return "moved"
+    try:
+        os.link(entry["path"], entry["dest"], follow_symlinks=False)
+    except FileExistsError:
+        return None
+    os.unlink(entry["path"])
+    return "moved"
+
+
+_HANDLERS = {
+    "directory": _directory,
+    "file": _file,
+    "link": _link,
+    "absent": _absent,
+    "moved": _moved,
+}
 
 
 def converge(entries, prune=None, probe=None, check_mode=False):
@@ -347,7 +378,11 @@ def converge(entries, prune=None, probe=None, check_mode=False):
         if action:
             actions[path] = action
             before[path] = _describe(st)
-            after[path] = "absent" if entry["state"] == "absent" else _planned(entry)
+            if entry["state"] == "moved":
+                # under the old name only: the new one was not made (seeded) by this run
+                after[path] = f"moved to {entry['dest']}"
+            else:
+                after[path] = "absent" if entry["state"] == "absent" else _planned(entry)
     managed = {e["path"] for e in entries}
     for rule in prune or []:
         directory = os.path.normpath(rule["dir"])

@@ -34,8 +34,15 @@ options:
         description:
           - What the path must be.
           - Defaults to V(file) when O(paths[].content) is given, else V(directory).
+          - V(moved) renames a file a new release calls otherwise (a tenant's file) to
+            O(paths[].dest), only when nothing has that name yet; a symlink is moved as
+            itself, never followed, and a file that appeared under the new name meanwhile
+            is never replaced.
         type: str
-        choices: [directory, file, link, absent]
+        choices: [directory, file, link, absent, moved]
+      dest:
+        description: For V(moved), the new name, in the same directory.
+        type: path
       owner:
         description: Numeric uid (names are not resolved, so check mode works before a user exists).
         type: int
@@ -206,7 +213,8 @@ from ansible_collections.webhosting.pods.plugins.module_utils.paths import (
 
 _PATH_OPTIONS = {
     "path": {"type": "path", "required": True},
-    "state": {"type": "str", "choices": ["directory", "file", "link", "absent"]},
+    "state": {"type": "str", "choices": ["directory", "file", "link", "absent", "moved"]},
+    "dest": {"type": "path"},
     "owner": {"type": "int"},
     "group": {"type": "int"},
     "mode": {"type": "str"},

@@ -16,7 +16,7 @@ import time
 import yaml
 
 UNIT = "webhosting-pod.service"
-POD = "/private/container-config/pod.yaml"
+POD = "/private/container-config/pod-alpha.yaml"
 WORK = "/root/crash-work"
 UIDS = {"alpha": 10001, "beta": 10002}
 

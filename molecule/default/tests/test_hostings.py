@@ -65,7 +65,7 @@ def test_tenants_cannot_read_each_other(lab):
     a, b = NAMES[0], NAMES[1]
     for path in (
         f"/srv/hostings/{b}",
-        f"/srv/hostings/{b}/private/container-config/pod.yaml",
+        f"/srv/hostings/{b}/private/container-config/pod-{b}.yaml",
         f"/srv/hostings/{b}/data",
         f"/run/webhosting-pods/{b}",
     ):

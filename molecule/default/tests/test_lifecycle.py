@@ -23,7 +23,7 @@ HOSTINGS = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
 NAMES = [h["name"] for h in HOSTINGS if h.get("state", "present") == "present"]
 BY_NAME = {h["name"]: h for h in HOSTINGS}
 CHANGED, OTHER = "alpha", "beta"
-POD_FILE = f"/srv/hostings/{CHANGED}/private/container-config/pod.yaml"
+POD_FILE = f"/srv/hostings/{CHANGED}/private/container-config/pod-{CHANGED}.yaml"
 
 
 def pod_main_pid(lab, name):
@@ -94,7 +94,7 @@ def test_converged_hostings_cost_no_task_of_their_own(lab, dry_run):
 
 @pytest.fixture(scope="session")
 def inventory_change(all_labs, run_site, container_pids, wait_until, sftp_refused):
-    """The tenant edits pod.yaml; the admin changes an env file and a policy override, runs
+    """The tenant edits their pod file; the admin changes an env file and a policy override, runs
     site.yml, then goes back to the committed inventory and runs it again."""
     seen = {name: {} for name in all_labs}
     for host, lab in all_labs.items():

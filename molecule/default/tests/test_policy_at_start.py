@@ -15,7 +15,7 @@ import yaml
 
 NAME = "alpha"
 ROOT = f"/srv/hostings/{NAME}"
-POD = "/private/container-config/pod.yaml"
+POD = f"/private/container-config/pod-{NAME}.yaml"
 UNIT = "webhosting-pod.service"
 WORK = "/root/policy-work"
 
@@ -42,7 +42,7 @@ def local_file(lab, name, text):
 
 
 def restart_by_tenant(lab, sftp, wait_until, pod_text):
-    """Upload pod.yaml and create the restart trigger; wait for the restart's log line."""
+    """Upload the pod file and create the restart trigger; wait for the restart's log line."""
     lab.run(f"rm -f {ROOT}/logs/pod_restart.log")
     res = sftp(
         lab,
@@ -186,7 +186,7 @@ def test_a_racing_swap_never_reaches_a_container(lab, sftp, wait_until, containe
 
 
 def test_a_broken_edit_starts_the_last_valid_pod(lab, sftp, wait_until):
-    """A start after the tenant broke pod.yaml runs the last valid version, rendered again."""
+    """A start after the tenant broke the pod file runs the last valid version, rendered again."""
     original = lab.file(ROOT + POD).content_string
     broken = original.replace("spec:\n", "spec:\n  hostNetwork: true\n", 1)
     assert broken != original

@@ -103,7 +103,7 @@ def test_tenant_sees_their_hosting_and_nothing_else(lab, sftp):
         "get /etc/passwd /tmp/sftp-passwd",
         "ls /srv/hostings/beta",
         "ls ../beta/private",
-        f"get ../../{BETA}/private/container-config/pod.yaml /tmp/sftp-other",
+        f"get ../../{BETA}/private/container-config/pod-{BETA}.yaml /tmp/sftp-other",
     ):
         refused = sftp(lab, ALPHA, 1, [command])
         assert refused.rc != 0, command
@@ -115,7 +115,7 @@ def test_safe_upload_restart_and_restart_log(lab, sftp, wait_until):
     """The pod file replaced the way WinSCP does (temporary name, then rename), the restart
     trigger created: the new pod serves through nginx within seconds. Then back to the old
     file, deleted and re-created the way other clients do."""
-    pod = f"{CONFIG}/pod.yaml"
+    pod = f"{CONFIG}/pod-{ALPHA}.yaml"
     original = lab.file(ROOT + pod).content_string
     assert "httpd:1" in original
     changed = local_file(lab, "pod-v2.yaml", original.replace("httpd:1", "httpd:2"))
@@ -169,20 +169,20 @@ def test_uploaded_web_file_is_served(lab, sftp):
 
 
 def test_provider_files_cannot_be_replaced_or_edited(lab, sftp):
-    protected = [f"{ROOT}{CONFIG}/system.yaml", f"{ROOT}{CONFIG}/{ALPHA}-web.env"]
+    system = f"{CONFIG}/system-{ALPHA}.yaml"
+    protected = [f"{ROOT}{system}"]
     before = [sha(lab, p) for p in protected]
     bogus = local_file(lab, "bogus", "name: evil\n")
     for commands in (
-        [f"put {bogus} {CONFIG}/new.tmp", f"rename {CONFIG}/new.tmp {CONFIG}/system.yaml"],
-        [f"rm {CONFIG}/system.yaml"],
-        [f"put {bogus} {CONFIG}/system.yaml"],
-        [f"put {bogus} {CONFIG}/{ALPHA}-web.env"],
-        [f"rename {CONFIG}/system.yaml {CONFIG}/old.yaml"],
-        [f"chmod 666 {CONFIG}/system.yaml"],
+        [f"put {bogus} {CONFIG}/new.tmp", f"rename {CONFIG}/new.tmp {system}"],
+        [f"rm {system}"],
+        [f"put {bogus} {system}"],
+        [f"rename {system} {CONFIG}/old.yaml"],
+        [f"chmod 666 {system}"],
         [f"chmod 777 {CONFIG}"],
         [f"put {bogus} /private/app.yaml"],
         [f"put {bogus} /evil"],
-        [f"symlink /etc/shadow {CONFIG}/system.yaml"],
+        [f"symlink /etc/shadow {system}"],
     ):
         res = sftp(lab, ALPHA, 1, commands)
         assert res.rc != 0, commands

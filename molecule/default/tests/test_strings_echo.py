@@ -2,7 +2,7 @@
 over SFTP) adds a container whose environment and arguments are values YAML 1.1 readers
 (podman's go-yaml) would turn into booleans, numbers or nothing. The container prints its
 arguments into the tenant's container log, `podman exec printenv` reads its environment,
-and both must be exactly the text of pod.yaml. The pod file is restored at the end.
+and both must be exactly the text of the pod file. The pod file is restored at the end.
 """
 
 import shlex
@@ -12,7 +12,7 @@ import yaml
 
 NAME = "alpha"
 ROOT = f"/srv/hostings/{NAME}"
-POD = "/private/container-config/pod.yaml"
+POD = f"/private/container-config/pod-{NAME}.yaml"
 WORK = "/root/strings-work"
 TRICKY = [
     "Y",

@@ -26,7 +26,7 @@ NAME = "alpha"
 OTHER = "beta"
 REMOVED = "gamma"
 ROOT = f"/srv/hostings/{NAME}"
-POD_FILE = f"{ROOT}/private/container-config/pod.yaml"
+POD_FILE = f"{ROOT}/private/container-config/pod-{NAME}.yaml"
 TRIGGER = f"{ROOT}/scripts/pod_restart/pod_restart.run"
 LOGS = f"{ROOT}/logs"
 REGISTRY = "registry.example.test:5000"
@@ -369,7 +369,7 @@ def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
         "data/sparse.img",
         "www/",
         "logs/",
-        "private/container-config/pod.yaml",
+        f"private/container-config/pod-{REMOVED}.yaml",
     ):
         assert f"{REMOVED}/{path}" in listing, path
     assert f.size < 10 * 1024 * 1024, f.size

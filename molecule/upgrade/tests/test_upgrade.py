@@ -2,8 +2,9 @@
 upgraded by the working tree's site.yml, checked from the outside.
 
 The `upgrade` fixture does the upgrade once for every lab host of the scenario:
-1. as the tenants would, edit each hosting's pod.yaml and put files in www/ and data/;
-   record their bytes and metadata, and the certificates;
+1. as the tenants would, edit each hosting's pod file and put files in www/ and data/;
+   record their bytes and metadata, and the certificates (the pod file is compared under
+   its new name, pod-NAME.yaml, after the upgrade);
 2. `site.yml --check` of the working tree must report changes and change nothing
    (molecule/default/checkmode.py compares snapshots of the hosts);
 3. start an HTTPS probe of every hosting in each lab host (a transient systemd service,
@@ -54,16 +55,24 @@ def q(text):
     return shlex.quote(str(text))
 
 
-def tenant_state(lab, name):
-    """sha256, owner, group and mode of each tenant file and of www/ and data/."""
+# The tenant's files this release names otherwise (the provider's documented names).
+RENAMED = {"private/container-config/pod.yaml": "private/container-config/pod-{name}.yaml"}
+
+
+def tenant_state(lab, name, upgraded=False):
+    """sha256, owner, group and mode of each tenant file and of www/ and data/, each under
+    its name before the upgrade (``upgraded``: read from its new name)."""
     root = f"/srv/hostings/{name}"
-    paths = [f"{root}/{p}" for p in TENANT_FILES] + [f"{root}/www", f"{root}/data"]
-    out = lab.check_output(
-        " ; ".join(
-            f"stat -c '%n %U %G %a' {q(p)}; sha256sum {q(p)} 2>/dev/null || true" for p in paths
+    rels = list(TENANT_FILES) + ["www", "data"]
+    lines = []
+    for rel in rels:
+        actual = RENAMED.get(rel, rel).format(name=name) if upgraded else rel
+        path = f"{root}/{actual}"
+        out = lab.check_output(
+            f"stat -c '%U %G %a' {q(path)}; [ -d {q(path)} ] || sha256sum < {q(path)}"
         )
-    )
-    return sorted(out.splitlines())
+        lines += [f"{rel} {line}" for line in out.splitlines()]
+    return sorted(lines)
 
 
 def certificates(lab):
@@ -214,7 +223,8 @@ def test_a_second_run_changes_nothing(upgrade):
 def test_tenant_files_and_certificates_are_untouched(upgrade, host):
     lab = upgrade["labs"][host]
     for name in upgrade["names"]:
-        assert tenant_state(lab, name) == upgrade["before"][host]["tenant"][name], name
+        after = tenant_state(lab, name, upgraded=True)
+        assert after == upgrade["before"][host]["tenant"][name], name
     assert certificates(lab) == upgrade["before"][host]["certificates"]
 
 
@@ -238,6 +248,14 @@ def test_nothing_of_the_old_layout_is_left(upgrade, host):
     assert not lab.file("/usr/local/lib/webhosting-pods/pod_policy.py").exists
     assert lab.file("/usr/local/lib/webhosting-pods/pod_policy/__init__.py").exists
     for name in upgrade["names"]:
+        # the tenant files under the provider's documented names; root's env files and
+        # registry login moved out of the tenant's tree
+        config = f"/srv/hostings/{name}/private/container-config"
+        listing = lab.check_output(f"ls -A {config}").split()
+        assert "pod.yaml" not in listing and "system.yaml" not in listing, listing
+        assert {f"pod-{name}.yaml", f"system-{name}.yaml"} <= set(listing), listing
+        owners = lab.check_output(f"find {config} -name '*.env' -user root")
+        assert owners.strip() == "", owners
         unit_dir = f"/var/lib/webhosting-pods/users/{name}/.config/systemd/user"
         unit = lab.file(f"{unit_dir}/webhosting-pod.service").content_string
         assert "userpod play" in unit  # the one runner, not the old ExecStart

@@ -23,6 +23,7 @@ the modules behind it:
 - ``render`` and ``containers``: :func:`render_pod`, the pod and its containers;
 - ``probes``: the containers' probes, checked against the policy's bounds and kept for the
   runner (never given to podman);
+- ``registries``: the tenant's registry logins merged with the provider's (auth.json);
 - ``dump``: :func:`dump_pod`, the rendered Pod as YAML text;
 - ``pinning``: the runner's hostPath pinning in podman's namespace (no check-then-use
   window between rendering and podman's mount);
@@ -42,6 +43,7 @@ from .messages import PodSpecError
 from .pinning import PinError, host_path_volumes, pin, pinned_pod, podman_pod
 from .policy import load_policy
 from .probes import pod_probes
+from .registries import auth_json_text, load_registry_logins, merged_auth, provider_auths
 from .render import RenderResult, memory_volumes, render_pod
 from .supervise import Podman as SupervisedPodman
 from .supervise import SuperviseError, Supervisor, pod_network_argv
@@ -67,6 +69,10 @@ __all__ = [
     "SuperviseError",
     "sd_notify",
     "pod_network_argv",
+    "load_registry_logins",
+    "provider_auths",
+    "merged_auth",
+    "auth_json_text",
     "MAX_DOCUMENT_BYTES",
     "MEMORY_VOLUMES_ANNOTATION",
 ]

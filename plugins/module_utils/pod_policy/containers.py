@@ -243,19 +243,33 @@ class _ContainerRenderer:
                 entries[name] = text
                 origins[name] = j
 
-        env_dir = self.policy["container_env_dir"]
-        if env_dir is not None and container_name is not None:
+        # The env files, later wins: the tenant's own (container_env_dir), then the
+        # provider's (provider_env_dir, outside the tenant's tree).
+        tenant_names = {}
+        for key in ("container_env_dir", "provider_env_dir"):
+            env_dir = self.policy.get(key)
+            if env_dir is None or container_name is None:
+                continue
             env_path = os.path.join(env_dir, "%s-%s.env" % (self.policy["name"], container_name))
             loaded = _read_env_file(env_path, rep)
-            if loaded is not None:
-                self.env_files.append(env_path)
-                for name, text, number in loaded:
-                    if name in origins:
-                        rep.warn(
-                            _index(path, origins.pop(name)) + ".value",
-                            "replaced by %s:%d" % (env_path, number),
-                        )
-                    entries[name] = text
+            if loaded is None:
+                continue
+            self.env_files.append(env_path)
+            for name, text, number in loaded:
+                if name in origins:
+                    rep.warn(
+                        _index(path, origins.pop(name)) + ".value",
+                        "replaced by %s:%d" % (env_path, number),
+                    )
+                if key == "container_env_dir":
+                    tenant_names[name] = "%s:%d" % (env_path, number)
+                elif name in tenant_names:
+                    # the value itself is not shown: it may be a secret
+                    rep.warn(
+                        tenant_names.pop(name),
+                        "%s is set by your provider; their value is used" % name,
+                    )
+                entries[name] = text
         return [{"name": name, "value": text} for name, text in entries.items()]
 
     def ports(self, path, value, host_ports):

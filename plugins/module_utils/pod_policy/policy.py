@@ -45,6 +45,7 @@ _POLICY_KEYS = (
     "volumes_containers_gid_share",
     "volumes_containers_gid",
     "container_env_dir",
+    "provider_env_dir",
     "tmp_dir",
     "socket_ports",
     "exposed_ports",
@@ -140,6 +141,10 @@ def load_policy(source):
 
     policy["container_env_dir"] = _policy_dir(
         rep, "policy.container_env_dir", data.get("container_env_dir")
+    )
+    # the provider's env files, outside the tenant's tree: read after the tenant's own
+    policy["provider_env_dir"] = _policy_dir(
+        rep, "policy.provider_env_dir", data.get("provider_env_dir")
     )
     tmp_dir = _policy_dir(rep, "policy.tmp_dir", data.get("tmp_dir"))
     if tmp_dir is None and base is not None:

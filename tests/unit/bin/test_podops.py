@@ -236,6 +236,10 @@ def make_config(tmp_path, pod_text):
         "pod_file_shown": "pod.yaml",
         "policy_file": str(policy),
         "rendered_file": str(tmp_path / "state" / "pod.yaml"),
+        "tenant_auth_file": str(tmp_path / "auth-shop-registry.yaml"),
+        "tenant_auth_shown": "private/container-config/auth-shop-registry.yaml",
+        "provider_auth_file": str(tmp_path / "provider-auth.json"),
+        "auth_file": str(tmp_path / "state" / "auth.json"),
         # runs the userpod of this checkout; podman and systemctl must never be reached
         "userpod": str(USERPOD),
         "podman": str(tmp_path / "no-podman"),
@@ -267,6 +271,27 @@ def test_restart_fails_when_podman_is_missing_after_a_valid_render(tmp_path):
     log = (tmp_path / "logs" / podops.RESTART_LOG).read_text()
     assert "cannot pull" in log and "NOT restarted" in log
     assert (tmp_path / "state" / "pod.next.yaml").exists()
+
+
+def test_restart_refuses_a_broken_registry_file_and_keeps_the_pod(tmp_path):
+    config = make_config(tmp_path, PROVIDER_POD)
+    (tmp_path / "auth-shop-registry.yaml").write_text("r.io: {user: me}\n")
+    assert podops.main(["restart", str(config)]) == podops.EXIT_OK
+    log = (tmp_path / "logs" / podops.RESTART_LOG).read_text()
+    assert "NOT restarted: private/container-config/auth-shop-registry.yaml cannot be used" in log
+    assert '["r.io"].password: required' in log
+    # nothing was rendered or pulled
+    assert not (tmp_path / "state" / "pod.next.yaml").exists()
+    assert "cannot pull" not in log
+
+
+def test_restart_merges_the_registry_logins_before_the_pull(tmp_path):
+    config = make_config(tmp_path, PROVIDER_POD)
+    (tmp_path / "auth-shop-registry.yaml").write_text("r.io: {user: me, password: pw}\n")
+    (tmp_path / "provider-auth.json").write_text('{"auths": {"p.io": {"auth": "eA=="}}}')
+    podops.main(["restart", str(config)])
+    merged = json.loads((tmp_path / "state" / "auth.json").read_text())
+    assert sorted(merged["auths"]) == ["p.io", "r.io"]
 
 
 def test_cron_with_unknown_job_is_a_usage_error(tmp_path):

@@ -266,7 +266,7 @@ def test_usage_errors_exit_2(args):
     no_traceback(result)
 
 
-@pytest.mark.parametrize("verb", [None, "parse", "render", "start", "stop", "status"])
+@pytest.mark.parametrize("verb", [None, "parse", "render", "start", "stop", "status", "auth"])
 def test_help_documents_the_exit_codes(verb):
     result = userpod(*([verb] if verb else []), "--help")
     assert result.returncode == 0
@@ -295,6 +295,73 @@ def test_engine_found_next_to_an_installed_copy(hosting, tmp_path):
             "userpod: cannot load the policy engine, the package pod_policy ("
         )
     no_traceback(moved)
+
+
+# ---------------------------------------------------------------------------------------------
+# auth: the tenant's registry logins merged with the provider's
+# ---------------------------------------------------------------------------------------------
+def test_auth_merges_the_tenants_logins_with_the_providers(tmp_path):
+    tenant = tmp_path / "auth-shop-registry.yaml"
+    tenant.write_text(
+        "r.io:\n  user: me\n  password: mine\nlocalhost:5000:\n  user: u\n  password: p\n"
+    )
+    provider = tmp_path / "provider.json"
+    provider.write_text(json.dumps({"auths": {"r.io": {"auth": "cHJvdmlkZXI="}}}))
+    out, log = tmp_path / "auth.json", tmp_path / "pod_start.log"
+    result = userpod(
+        "auth", tenant, "--provider", provider, "--output", out, "--report", log, "--shown", "f"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "registry logins: localhost:5000, r.io\n"
+    assert json.loads(out.read_text())["auths"] == {
+        "localhost:5000": {"auth": "dTpw"},
+        "r.io": {"auth": "cHJvdmlkZXI="},
+    }
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert "r.io: your provider keeps a login" in log.read_text()
+
+
+def test_auth_keeps_the_last_valid_logins_on_a_broken_file(tmp_path):
+    tenant = tmp_path / "auth-shop-registry.yaml"
+    tenant.write_text("r.io: {user: me, password: mine}\n")
+    out, log = tmp_path / "auth.json", tmp_path / "pod_start.log"
+    assert userpod("auth", tenant, "--output", out).returncode == 0
+    good = out.read_text()
+    tenant.write_text("r.io: {user: me, pasword: mine}\n")
+    result = userpod(
+        "auth", tenant, "--output", out, "--report", log, "--shown", "auth-shop-registry.yaml"
+    )
+    assert result.returncode == 1
+    assert 'auth-shop-registry.yaml: ["r.io"].pasword: unknown field' in result.stderr
+    assert out.read_text() == good
+    text = log.read_text()
+    assert "auth-shop-registry.yaml was not applied: the registry logins stay" in text
+    assert '["r.io"].password: required' in text
+    no_traceback(result)
+
+
+def test_auth_first_run_on_a_broken_file_gets_the_providers_logins(tmp_path):
+    tenant = tmp_path / "t.yaml"
+    tenant.write_text("- not a mapping\n")
+    provider = tmp_path / "p.json"
+    provider.write_text(json.dumps({"auths": {"r.io": {"auth": "eA=="}}}))
+    out = tmp_path / "auth.json"
+    assert userpod("auth", tenant, "--provider", provider, "--output", out).returncode == 1
+    assert json.loads(out.read_text()) == {"auths": {"r.io": {"auth": "eA=="}}}
+
+
+def test_auth_without_a_tenant_file_and_links_and_fifos(tmp_path):
+    out = tmp_path / "auth.json"
+    result = userpod("auth", tmp_path / "missing.yaml", "--output", out)
+    assert result.returncode == 0 and json.loads(out.read_text()) == {"auths": {}}
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("r.io: {user: root, password: only}\n")
+    (tmp_path / "link.yaml").symlink_to(secret)
+    result = userpod("auth", tmp_path / "link.yaml")
+    assert result.returncode == 1 and "is a symlink" in result.stderr
+    os.mkfifo(tmp_path / "fifo.yaml")
+    result = userpod("auth", tmp_path / "fifo.yaml")
+    assert result.returncode == 1 and "not a regular file" in result.stderr
 
 
 def test_broken_pipe_is_not_a_traceback(hosting):

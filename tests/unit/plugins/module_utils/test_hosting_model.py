@@ -42,7 +42,15 @@ def by_path(group):
     ("key", "expected"),
     [
         ("root", "/srv/hostings/shop"),
-        ("pod_file", "/srv/hostings/shop/private/container-config/pod.yaml"),
+        ("pod_file", "/srv/hostings/shop/private/container-config/pod-shop.yaml"),
+        ("tenant_policy_file", "/srv/hostings/shop/private/container-config/system-shop.yaml"),
+        (
+            "tenant_auth_file",
+            "/srv/hostings/shop/private/container-config/auth-shop-registry.yaml",
+        ),
+        ("auth_file", "/var/lib/webhosting-pods/state/shop/auth.json"),
+        ("provider_auth_file", "/etc/webhosting-pods/hostings/shop/auth.json"),
+        ("provider_env_dir", "/etc/webhosting-pods/hostings/shop/env"),
         ("rendered_file", "/var/lib/webhosting-pods/state/shop/pod.yaml"),
         ("policy_file", "/etc/webhosting-pods/hostings/shop/system.yaml"),
         ("unit_dir", "/var/lib/webhosting-pods/users/shop/.config/systemd/user"),
@@ -63,7 +71,7 @@ def test_layout_follows_the_settings():
         SETTINGS, base_dir="/data/h", state_base_dir="/s", config_dir="/c", run_base_dir="/r"
     )
     model = hm.layout(hosting(socket_ports=[9000, 9001]), settings)
-    assert model["pod_file"] == "/data/h/shop/private/container-config/pod.yaml"
+    assert model["pod_file"] == "/data/h/shop/private/container-config/pod-shop.yaml"
     assert model["home"] == "/s/users/shop"
     assert model["etc_dir"] == "/c/hostings/shop"
     assert model["sockets"] == {
@@ -170,15 +178,30 @@ def test_files_secrets_policy_env_and_seed():
     auth = paths["/etc/webhosting-pods/hostings/shop/auth.json"]
     assert (auth["owner"], auth["group"], auth["mode"]) == (0, 10001, "0640")
     assert json.loads(auth["content"]) == {"auths": {"r.test:5000": {"auth": "dTpw"}}}
-    env = paths["/srv/hostings/shop/private/container-config/shop-web.env"]["content"]
-    assert env.splitlines()[-2:] == ["A=b c", "N=1"]
+    env = paths["/etc/webhosting-pods/hostings/shop/env/shop-web.env"]
+    assert (env["owner"], env["group"], env["mode"]) == (0, 10001, "0640")
+    assert env["content"].splitlines()[-2:] == ["A=b c", "N=1"]
+    assert paths["/etc/webhosting-pods/hostings/shop/env"]["mode"] == "0750"
     policy = paths["/etc/webhosting-pods/hostings/shop/system.yaml"]["content"]
+    assert yaml.safe_load(policy)["provider_env_dir"] == "/etc/webhosting-pods/hostings/shop/env"
     assert yaml.safe_load(policy)["name"] == "shop"
-    assert paths["/srv/hostings/shop/private/container-config/system.yaml"]["content"] == policy
-    seed = paths["/srv/hostings/shop/private/container-config/pod.yaml"]
+    cc = "/srv/hostings/shop/private/container-config"
+    assert paths[cc + "/system-shop.yaml"]["content"] == policy
+    seed = paths[cc + "/pod-shop.yaml"]
     assert seed["create_only"] is True and yaml.safe_load(seed["content"])["kind"] == "Pod"
+    # the pod file of a release before 0.3 is moved first, so the seed never replaces it
+    moved = paths[cc + "/pod.yaml"]
+    assert moved == {"path": cc + "/pod.yaml", "state": "moved", "dest": cc + "/pod-shop.yaml"}
+    order = [entry["path"] for entry in group["paths"]]
+    assert order.index(cc + "/pod.yaml") < order.index(cc + "/pod-shop.yaml")
+    tenant_auth = paths[cc + "/auth-shop-registry.yaml"]
+    assert (tenant_auth["owner"], tenant_auth["create_only"]) == (10001, True)
+    assert "password" not in yaml.safe_load(tenant_auth["content"] + "{}\n")
+    assert {"dir": cc, "pattern": "system.yaml", "owner": 0} in group["prune"]
     ops = json.loads(paths["/etc/webhosting-pods/hostings/shop/ops.json"]["content"])
-    assert ops["pod_file_shown"] == "private/container-config/pod.yaml"
+    assert ops["pod_file_shown"] == "private/container-config/pod-shop.yaml"
+    assert ops["tenant_auth_shown"] == "private/container-config/auth-shop-registry.yaml"
+    assert ops["auth_file"] == "/var/lib/webhosting-pods/state/shop/auth.json"
 
 
 def test_no_registry_removes_the_auth_file():
@@ -201,7 +224,7 @@ def test_plan_selects_and_publishes():
 
 def test_renders_skip_failed_and_missing_pod_files():
     plan = hm.plan([hosting(), hosting(name="blog", uid=10002, gid=10002)], SETTINGS, [])
-    pod = "/srv/hostings/shop/private/container-config/pod.yaml"
+    pod = "/srv/hostings/shop/private/container-config/pod-shop.yaml"
     results = {"shop": {"exists": {pod: True}}, "blog": {"failed": True}}
     renders = hm.renders(plan, results)
     assert [r["name"] for r in renders] == ["shop"]

@@ -34,6 +34,7 @@ def test_provider_policy_is_accepted_unchanged():
         "volumes_containers_gid_share": True,
         "volumes_containers_gid": 0,
         "container_env_dir": BASE,
+        "provider_env_dir": None,
         "tmp_dir": BASE + "/tmp",
         "pidfile": BASE + "/pod.pid",
         "socket_ports": {8080: {"dir": BASE + "/tmp/run"}},

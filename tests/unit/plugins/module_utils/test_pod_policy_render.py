@@ -110,6 +110,31 @@ def test_provider_example_with_its_env_file(tmp_path):
     )
 
 
+def test_the_providers_env_file_wins_over_the_tenants(tmp_path):
+    base = tmp_path / "mycontainertest"
+    provider_dir = tmp_path / "provider-env"
+    provider_dir.mkdir()
+    policy = make_provider_hosting(base).replace(
+        "container_env_dir:", "provider_env_dir: '%s'\ncontainer_env_dir:" % provider_dir, 1
+    )
+    tenant = base / "mycontainertest-mywebserver.env"
+    tenant.write_text("MODE=tenant\nDB_PASSWORD=guess\n")
+    provider = provider_dir / "mycontainertest-mywebserver.env"
+    provider.write_text("DB_PASSWORD=s3cret\n")
+    result = pod_policy.render_pod(PROVIDER_POD, policy)
+    env = {e["name"]: e["value"] for e in result.pod["spec"]["containers"][0]["env"]}
+    assert env["MODE"] == "tenant" and env["DB_PASSWORD"] == "s3cret"
+    assert result.env_files == [str(tenant), str(provider)]
+    told = [w for w in result.warnings if "DB_PASSWORD" in w]
+    assert told == ["%s:2: DB_PASSWORD is set by your provider; their value is used" % tenant]
+    assert not any("s3cret" in w or "guess" in w for w in result.warnings)
+    # a broken tenant file is an error naming the file and the line
+    tenant.write_text("MODE=tenant\nnot a setting\n")
+    with pytest.raises(pod_policy.PodSpecError) as caught:
+        pod_policy.render_pod(PROVIDER_POD, policy)
+    assert any(line.startswith("%s:2:" % tenant) for line in caught.value.errors)
+
+
 def test_provider_example_strict_fails_on_its_warnings(tmp_path):
     policy = make_provider_hosting(tmp_path / "mycontainertest")
     with pytest.raises(pod_policy.PodSpecError) as caught:

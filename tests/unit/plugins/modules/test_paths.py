@@ -169,6 +169,37 @@ def test_prune_only_what_the_owner_made(tmp_path):
     assert result["actions"] == {str(mine): "removed"}
 
 
+def test_moved_renames_once_and_keeps_what_is_there(tmp_path):
+    d = str(tmp_path)
+    old, new = d + "/pod.yaml", d + "/pod-shop.yaml"
+    open(old, "w").write("tenant edit\n")
+    entries = [
+        {"path": old, "state": "moved", "dest": new},
+        {"path": new, "content": "seed\n", "create_only": True},
+    ]
+    check = converge(entries, check_mode=True)
+    assert check["actions"][old] == "moved" and os.path.exists(old)
+    result = converge(entries)
+    assert result["actions"] == {old: "moved"}
+    assert diff_text(result)[1] == f"{old}: moved to {new}\n"
+    assert not os.path.lexists(old) and open(new).read() == "tenant edit\n"
+    assert not converge(entries)["changed"]
+    # both names present: the new one wins, the old one is left alone
+    open(old, "w").write("older\n")
+    assert not converge(entries)["changed"]
+    assert open(old).read() == "older\n" and open(new).read() == "tenant edit\n"
+
+
+def test_moved_moves_a_link_as_itself(tmp_path):
+    d = str(tmp_path)
+    secret = d + "/secret"
+    open(secret, "w").write("root only\n")
+    os.symlink(secret, d + "/pod.yaml")
+    converge([{"path": d + "/pod.yaml", "state": "moved", "dest": d + "/pod-x.yaml"}])
+    assert os.readlink(d + "/pod-x.yaml") == secret
+    assert open(secret).read() == "root only\n"
+
+
 def test_absent(tmp_path):
     f = tmp_path / "f"
     f.write_text("x")
@@ -232,6 +263,8 @@ def test_validate_of_a_new_file_that_fails_creates_nothing(tmp_path):
         ([{"path": "/a", "validate": ["true", "%s"]}], "validate is for files"),
         ([{"path": "/a", "content": "x", "validate": "true %s"}], "list of strings"),
         ([{"path": "/a", "content": "x", "validate": ["true"]}], "with %s"),
+        ([{"path": "/a/b", "state": "moved"}], "moved needs dest"),
+        ([{"path": "/a/b", "state": "moved", "dest": "/c/b"}], "same directory"),
     ],
 )
 def test_normalise_errors(entries, message):
