@@ -116,7 +116,7 @@ notes:
 EXAMPLES = r"""
 - name: Render the tenant's pod under the hosting's policy
   webhosting.pods.pod_spec:
-    src: /srv/hostings/shop/private/container-config/pod.yaml
+    src: /srv/hostings/shop/private/container-config/pod-shop.yaml
     policy_file: /etc/webhosting-pods/hostings/shop/system.yaml
     dest: /etc/webhosting-pods/hostings/shop/pod.rendered.yaml
     owner: root
@@ -127,21 +127,21 @@ EXAMPLES = r"""
   webhosting.pods.pod_spec:
     renders:
       - name: shop
-        src: /srv/hostings/shop/private/container-config/pod.yaml
+        src: /srv/hostings/shop/private/container-config/pod-shop.yaml
         policy: "{{ shop_policy }}"
         dest: /var/lib/webhosting-pods/state/shop/pod.yaml
         owner: "10001"
         group: "10001"
         mode: "0600"
       - name: blog
-        src: /srv/hostings/blog/private/container-config/pod.yaml
+        src: /srv/hostings/blog/private/container-config/pod-blog.yaml
         policy: "{{ blog_policy }}"
         dest: /var/lib/webhosting-pods/state/blog/pod.yaml
   register: __renders
 
 - name: Render with an inline policy, refusing any warning
   webhosting.pods.pod_spec:
-    src: /srv/hostings/shop/private/container-config/pod.yaml
+    src: /srv/hostings/shop/private/container-config/pod-shop.yaml
     policy:
       name: shop
       volumes_base_dir: /srv/hostings/shop
