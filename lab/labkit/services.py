@@ -225,11 +225,12 @@ def services_healthy(name, st, spid):
     return None
 
 
-def curl_in_host_net(spid, url, config="", out=None, check=True):
+def curl_in_host_net(spid, url, config="", out=None, check=True, args=()):
     """GET url from the lab host's network namespace, trusting the lab CA.
 
     The lab's names resolve to 127.0.0.1; config (curl -K, e.g. the credentials) is read
-    from stdin; out: a file for the body.  Returns run()'s result (check=False: rc too).
+    from stdin; out: a file for the body; args: more curl options (method, headers, data).
+    Returns run()'s result (check=False: rc too).
     """
     argv = [
         "curl",
@@ -245,6 +246,7 @@ def curl_in_host_net(spid, url, config="", out=None, check=True):
         f"pebble.example.test:{PEBBLE_PORT}:127.0.0.1",
         "-K",
         "-",
+        *args,
         url,
     ]
     if out:

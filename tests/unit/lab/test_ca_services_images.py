@@ -4,6 +4,8 @@ The lab CA, the services' certificates, configs and htpasswd, and the test image
 file system are made with openssl, htpasswd and busybox here, without a lab host.
 """
 
+import gzip
+import hashlib
 import io
 import json
 import shutil
@@ -122,17 +124,36 @@ def test_service_specs(lab):
         assert spec["log"] == str(sd / f"{key}.log")
 
 
-def test_image_ref_and_containerfile():
+def test_image_ref_and_config():
     assert images.image_ref("2") == "registry.example.test:5000/lab/httpd:2"
-    cf = images.containerfile("2")
-    assert cf.startswith("FROM scratch\nADD rootfs.tar /\n")
-    assert 'org.opencontainers.image.version="2"' in cf
-    assert "USER 1000:1000\n" in cf
-    assert "EXPOSE 8080\n" in cf
-    cmd = json.loads(cf.rsplit("CMD ", 1)[1])
-    assert cmd[:2] == ["/bin/sh", "-c"]
-    assert "trap 'exit 0' TERM INT" in cmd[2]  # stops at once, not after 10 s
-    assert "/bin/busybox httpd -f -p 8080 -h /www" in cmd[2]
+    cfg = images.image_config("2", "sha256:" + "0" * 64)
+    assert cfg["os"] == "linux"
+    assert cfg["rootfs"] == {"type": "layers", "diff_ids": ["sha256:" + "0" * 64]}
+    c = cfg["config"]
+    assert c["Labels"]["org.opencontainers.image.version"] == "2"
+    assert c["User"] == "1000:1000"
+    assert c["ExposedPorts"] == {"8080/tcp": {}}
+    assert c["Cmd"][:2] == ["/bin/sh", "-c"]
+    assert "trap 'exit 0' TERM INT" in c["Cmd"][2]  # stops at once, not after 10 s
+    assert "/bin/busybox httpd -f -p 8080 -h /www" in c["Cmd"][2]
+
+
+@pytest.mark.skipif(not shutil.which("busybox", path="/bin"), reason="busybox-static missing")
+def test_oci_image_blobs_match_the_manifest():
+    manifest, blobs = images.oci_image("1")
+    assert images.oci_image("1") == (manifest, blobs)  # reproducible digests
+    m = json.loads(manifest)
+    assert m["mediaType"] == images.OCI_MANIFEST
+    refs = [m["config"]] + m["layers"]
+    assert {r["digest"] for r in refs} == set(blobs)
+    for r in refs:
+        data = blobs[r["digest"]]
+        assert r["size"] == len(data)
+        assert r["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    config = json.loads(blobs[m["config"]["digest"]])
+    layer_tar = gzip.decompress(blobs[m["layers"][0]["digest"]])
+    assert layer_tar == images.image_rootfs_tar("1")
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]
 
 
 @pytest.mark.skipif(not shutil.which("busybox", path="/bin"), reason="busybox-static missing")
