@@ -44,6 +44,8 @@ from .procs import (
     stop_pids,
     wait_gone,
 )
+from .recipe import REPO_MOUNT
+from .repo import repo_dir
 from .rootfs import rootfs_current, rootfs_dir, swap_lock
 from .services import registry_binary, services_healthy, start_services, stop_services
 from .util import LabError, clean_env, fmt_s, replace_file, run, say, tail, warn
@@ -141,7 +143,26 @@ def copy_rootfs(name, release):
             what="copying the rootfs",
             env=clean_env({MARKER_ENV: hd}),
         )
+        copy_repo(name, release)
     os.rename(tmp, host_rootfs(name))
+
+
+def host_repo(name):
+    return os.path.join(host_dir(name), "apt-repo")
+
+
+def copy_repo(name, release):
+    """The host's own copy of the offline repository, of the same build as its rootfs:
+    hard links (instant, no space; nobody writes: it is mounted read-only), a real copy
+    where the state directory is on another file system. A rebuild of the cache while
+    the host runs does not take its repository away."""
+    dest = host_repo(name)
+    remove_tree(dest)
+    env = clean_env({MARKER_ENV: host_dir(name)})
+    rc = run(["cp", "-a", "--link", repo_dir(release), dest], check=False, capture=True, env=env)
+    if rc[0] != 0:
+        remove_tree(dest)
+        run(["cp", "-a", repo_dir(release), dest], what="copying the repository", env=env)
 
 
 def customise_rootfs(name):
@@ -188,6 +209,8 @@ def start_nspawn(name, st):
         "--private-network",
         "--bind=/dev/net/tun",
     ]
+    if os.path.isdir(host_repo(name)):  # hosts booted by an older labctl have none
+        argv.append(f"--bind-ro={host_repo(name)}:{REPO_MOUNT}")
     if os.path.exists("/dev/fuse"):  # fuse-overlayfs; native overlay does not need it
         argv.append("--bind=/dev/fuse")
     argv += ["--resolv-conf=off", "--timezone=off", "--link-journal=no", "--console=read-only"]

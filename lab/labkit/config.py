@@ -36,6 +36,8 @@ MACHINE_PACKAGES = [
     "python3-yaml",
     # ssh-keygen: the lab tenants' SFTP keys (services.py)
     "openssh-client",
+    # apt-ftparchive: indexes the lab's offline apt repository (repo.py)
+    "apt-utils",
 ]
 
 

@@ -42,6 +42,7 @@ def run(
     log=None,
     what=None,
     preexec_fn=None,
+    cwd=None,
 ):
     """Run argv (a list).  capture: return stdout text.  log: append output to file."""
     assert isinstance(argv, (list, tuple)), argv
@@ -51,6 +52,7 @@ def run(
         "env": env if env is not None else clean_env(),
         "timeout": timeout,
         "preexec_fn": preexec_fn,
+        "cwd": cwd,
     }
     if input is not None:
         kwargs["input"] = input if isinstance(input, bytes) else input.encode()

@@ -80,10 +80,17 @@ def test_inventory_refuses_a_bad_name(lab, capsys):
         inventory(capsys, "x/y", "--labctl", "L")
 
 
-def write_marker(lab, release, **info):
+def write_marker(lab, release, repo_build_id="b1", **info):
+    """A rootfs marker of build b1, and its repository's (repo_build_id; None: none)."""
     d = lab.cache / f"rootfs-{release}"
     d.mkdir()
-    (d / ".webhosting-pods-lab.json").write_text(json.dumps(info))
+    (d / ".webhosting-pods-lab.json").write_text(json.dumps({"build_id": "b1", **info}))
+    if repo_build_id is not None:
+        r = lab.cache / f"repo-{release}"
+        r.mkdir()
+        (r / ".webhosting-pods-lab-repo.json").write_text(
+            json.dumps({"build_id": repo_build_id, "recipe_hash": info.get("recipe_hash")})
+        )
 
 
 def test_rootfs_markers(lab):
@@ -92,11 +99,20 @@ def test_rootfs_markers(lab):
     write_marker(lab, "bookworm", recipe_hash=recipe_hash("bookworm"), built="then")
     assert rootfs.rootfs_info("bookworm")["built"] == "then"
     assert rootfs.rootfs_current("bookworm")
+    assert rootfs.repo_info("bookworm")["build_id"] == "b1"
     write_marker(lab, "trixie", recipe_hash=recipe_hash("bookworm"))
     assert not rootfs.rootfs_current("trixie")  # a marker of another recipe
     (lab.cache / "rootfs-trixie" / ".webhosting-pods-lab.json").write_text("{cut off")
     assert rootfs.rootfs_info("trixie") is None
     assert rootfs.rootfs_dir("trixie") == str(lab.cache / "rootfs-trixie")
+
+
+@pytest.mark.parametrize("repo_build_id", [None, "b0"])
+def test_a_rootfs_without_its_own_repository_is_not_current(lab, repo_build_id):
+    # no repository, or one of another build (a build killed between the two renames)
+    write_marker(lab, "bookworm", repo_build_id, recipe_hash=recipe_hash("bookworm"))
+    assert rootfs.rootfs_info("bookworm")
+    assert not rootfs.rootfs_current("bookworm")
 
 
 def status(capsys):

@@ -10,12 +10,12 @@ from labkit.hosts import check_name
 from labkit.rootfs import check_release
 from labkit.util import LabError
 
-# The key of every cached root file system (last changed for openssh-server, the tenants'
-# SFTP). A change here rebuilds every cache (minutes per release): change RECIPE on
-# purpose, then update these values.
+# The key of every cached root file system (last changed for the bare root file system
+# and its offline repository). A change here rebuilds every cache (minutes per release):
+# change RECIPE on purpose, then update these values.
 RECIPE_HASHES = {
-    "bookworm": "2690884c7220739260914d4ca248cc65adec5484d6a3346ea65f3afea5b5ea2e",
-    "trixie": "1a1a121155f260519b4ef6383a54c7ffe8eb1627f6c7e5d283739a297496aba8",
+    "bookworm": "0d55dc96310f8697b139f8700de7abcc6e8d3d45534cef93f8a3bb14fb927bbc",
+    "trixie": "faf9a08f74b5674826a8c1475130ad55c588a7773e7dd5d32836b67f89aaf028",
 }
 
 
@@ -38,23 +38,26 @@ def test_recipe_for_adds_the_release_packages_and_sorts():
     trixie = recipe.recipe_for("trixie")
     bookworm = recipe.recipe_for("bookworm")
     assert trixie["release"] == "trixie"
-    assert set(trixie["packages"]) - set(bookworm["packages"]) == {"passt", "crun"}
+    assert set(trixie["repo_packages"]) - set(bookworm["repo_packages"]) == {"passt", "nftables"}
     for r in (trixie, bookworm):
-        for key in ("include", "packages", "mask"):
+        for key in ("include", "test_tools", "repo_packages", "mask"):
             assert r[key] == sorted(r[key])
-    assert "podman" not in bookworm["include"]  # debootstrap cannot resolve it
+        assert r["repo_source"] == "deb [trusted=yes] file:/srv/lab-apt ./\n"
+    assert "podman" not in bookworm["include"]
 
 
 def test_recipe_order_does_not_matter_but_content_does(monkeypatch):
     shuffled = copy.deepcopy(recipe.RECIPE)
-    shuffled["packages"].reverse()
+    shuffled["repo_packages"].reverse()
+    shuffled["include"].reverse()
     monkeypatch.setattr(recipe, "RECIPE", shuffled)
     assert recipe.recipe_hash("bookworm") == RECIPE_HASHES["bookworm"]
-    more = copy.deepcopy(recipe.RECIPE)
-    more["packages"].append("vim")
-    monkeypatch.setattr(recipe, "RECIPE", more)
-    assert recipe.recipe_hash("bookworm") != RECIPE_HASHES["bookworm"]
-    assert recipe.recipe_hash("trixie") != RECIPE_HASHES["trixie"]
+    for key in ("include", "test_tools", "repo_packages"):
+        more = copy.deepcopy(recipe.RECIPE)
+        more[key].append("vim")
+        monkeypatch.setattr(recipe, "RECIPE", more)
+        assert recipe.recipe_hash("bookworm") != RECIPE_HASHES["bookworm"], key
+        assert recipe.recipe_hash("trixie") != RECIPE_HASHES["trixie"], key
 
 
 def test_recipe_version_is_part_of_the_key(monkeypatch):
