@@ -236,8 +236,11 @@ from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import 
     MAX_DOCUMENT_BYTES,
     PodSpecError,
     dump_pod,
+    last_valid_env_dir,
     load_policy,
     render_pod,
+    tenant_env_snapshot,
+    with_env_dir,
 )
 
 
@@ -272,16 +275,20 @@ class _Failed(Exception):
         self.result = result
 
 
-def _render(module, src, policy_source, dest, file_args, strict, keep=None):
+def _render(module, src, policy_source, dest, file_args, strict, keep=None, env_dir=None):
     """Validate, render and write one pod. Returns the result dict (without diff text
     unless asked) and the before/after texts; raises _Failed. With ``keep``, a valid pod
-    file is also copied there (the last valid input, which the pod unit falls back to)."""
+    file is also copied there (the last valid input, which the pod unit falls back to),
+    and the tenant's env files it was valid with beside it; ``env_dir``: read the
+    tenant's env files from there (the kept ones, for the last valid input)."""
     result = dict(changed=False, dest=dest, errors=[], warnings_list=[])
     pod_source, problem = _read(src, "pod file")
     if problem:
         raise _Failed(problem, dict(result, errors=[problem]))
     try:
         policy = load_policy(policy_source)
+        if env_dir is not None:
+            policy = with_env_dir(policy, env_dir)
         rendered = render_pod(pod_source, policy, strict=strict)
     except PodSpecError as exc:
         count = len(exc.errors)
@@ -344,8 +351,52 @@ def _render(module, src, policy_source, dest, file_args, strict, keep=None):
                     )
                 except (IOError, OSError) as exc:
                     raise _Failed("%s: cannot write: %s" % (keep, to_native(exc)), result) from None
+        if _keep_env_files(module, keep, tenant_env_snapshot(policy, rendered), file_args):
+            changed = True
     result["changed"] = changed
     return result, before, after
+
+
+def _keep_env_files(module, keep, texts, file_args):
+    """The tenant's env files valid with the kept pod file, as the only ``*.env`` files of
+    its directory (the hosting's state directory); True when something changed. Files are
+    replaced by rename and removed by unlink: a link there is never followed."""
+    directory = last_valid_env_dir(keep)
+    changed = False
+    try:
+        stale = [n for n in os.listdir(directory) if n.endswith(".env") and n not in texts]
+    except (IOError, OSError):
+        stale = []
+    for name in stale:
+        changed = True
+        if not module.check_mode:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except (IOError, OSError):
+                pass
+    root = os.geteuid() == 0
+    for name, text in sorted(texts.items()):
+        path = os.path.join(directory, name)
+        data = text.encode("utf-8")
+        try:
+            if read_nofollow(path) == data:
+                continue
+        except (IOError, OSError):
+            pass
+        changed = True
+        if module.check_mode:
+            continue
+        try:
+            write_atomic(
+                path,
+                data,
+                mode=0o600,
+                owner=user_id(file_args["owner"]) if root else -1,
+                group=group_id(file_args["group"]) if root else -1,
+            )
+        except (IOError, OSError) as exc:
+            raise _Failed("%s: cannot write: %s" % (path, to_native(exc)), {}) from None
+    return changed
 
 
 def _fix_attributes(module, dest, file_args, changed, result):
@@ -405,7 +456,13 @@ def _render_many(module):
                 raise
             try:
                 result, before, after = _render(
-                    module, keep, item["policy"], item["dest"], file_args, module.params["strict"]
+                    module,
+                    keep,
+                    item["policy"],
+                    item["dest"],
+                    file_args,
+                    module.params["strict"],
+                    env_dir=last_valid_env_dir(keep),
                 )
             except _Failed as older:
                 raise _Failed(

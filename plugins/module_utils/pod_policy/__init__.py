@@ -39,6 +39,7 @@ administrators in ``docs/system-policy.md``.
 
 from .constants import MAX_DOCUMENT_BYTES, MEMORY_VOLUMES_ANNOTATION
 from .dump import dump_pod
+from .hostfiles import last_valid_env_dir, tenant_env_snapshot, with_env_dir
 from .messages import PodSpecError
 from .pinning import PinError, host_path_volumes, pin, pinned_pod, podman_pod
 from .policy import load_policy
@@ -69,6 +70,9 @@ __all__ = [
     "SuperviseError",
     "sd_notify",
     "pod_network_argv",
+    "tenant_env_snapshot",
+    "last_valid_env_dir",
+    "with_env_dir",
     "load_registry_logins",
     "provider_auths",
     "merged_auth",

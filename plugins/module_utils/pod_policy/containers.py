@@ -251,7 +251,7 @@ class _ContainerRenderer:
             if env_dir is None or container_name is None:
                 continue
             env_path = os.path.join(env_dir, "%s-%s.env" % (self.policy["name"], container_name))
-            loaded = _read_env_file(env_path, rep)
+            loaded = _read_env_file(env_path, rep, self.env_texts)
             if loaded is None:
                 continue
             self.env_files.append(env_path)

@@ -56,9 +56,10 @@ def _resolve_host_dir(base, tenant_path):
     return resolved, None
 
 
-def _read_env_file(path, rep):
+def _read_env_file(path, rep, texts=None):
     """Read ``path`` when present: a regular file, not a symlink, opened without following
-    links.  Returns a list of (name, value, line number) or None when there is no file."""
+    links.  Returns a list of (name, value, line number) or None when there is no file;
+    its text goes to ``texts`` (by path) when given."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -109,7 +110,35 @@ def _read_env_file(path, rep):
     except UnicodeDecodeError as exc:
         rep.error(path, "not valid UTF-8 text (byte %d)" % exc.start)
         return []
+    if texts is not None:
+        texts[path] = text
     return _parse_env_text(text, path, rep)
+
+
+def tenant_env_snapshot(policy, result):
+    """{file name: text} of the tenant's own env files (those in ``container_env_dir``) as
+    a render (RenderResult) validated them: kept beside the last valid pod file, so that a
+    start that falls back to it gets the env files that were valid with it."""
+    directory = policy.get("container_env_dir")
+    if not directory:
+        return {}
+    directory = os.path.normpath(directory)
+    return {
+        os.path.basename(path): text
+        for path, text in result.env_texts.items()
+        if os.path.dirname(os.path.normpath(path)) == directory
+    }
+
+
+def last_valid_env_dir(last_valid):
+    """The directory of the tenant env files kept with the last valid pod file: its own
+    (the hosting's state directory), where they are the only ``*.env`` files."""
+    return os.path.dirname(os.path.abspath(last_valid))
+
+
+def with_env_dir(policy, directory):
+    """The policy with the tenant's env files read from ``directory`` (the kept ones)."""
+    return dict(policy, container_env_dir=directory)
 
 
 def _parse_env_text(text, path, rep):

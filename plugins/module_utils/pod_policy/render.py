@@ -38,14 +38,17 @@ _LABEL_PREFIX_RE = re.compile(
 
 class RenderResult:
     """What :func:`render_pod` returns: ``pod`` (the hardened Pod, plain data), ``warnings``
-    (list of ``field.path: message`` lines) and ``env_files`` (env files merged in)."""
+    (list of ``field.path: message`` lines), ``env_files`` (env files merged in) and
+    ``env_texts`` (their text as validated, by path: what :func:`tenant_env_snapshot`
+    keeps of the tenant's own)."""
 
-    __slots__ = ("pod", "warnings", "env_files")
+    __slots__ = ("pod", "warnings", "env_files", "env_texts")
 
-    def __init__(self, pod, warnings, env_files=None):
+    def __init__(self, pod, warnings, env_files=None, env_texts=None):
         self.pod = pod
         self.warnings = warnings
         self.env_files = list(env_files or [])
+        self.env_texts = dict(env_texts or {})
 
     def __repr__(self):
         return "RenderResult(pod=%r, warnings=%r)" % (self.pod, self.warnings)
@@ -77,6 +80,7 @@ class _Renderer(_ContainerRenderer):
         # TCP containerPorts declared by the tenant (socket ports must be among them).
         self.declared_tcp = set()
         self.env_files = []
+        self.env_texts = {}
         self.memory_volumes = []  # (claim, bytes) of the in-memory emptyDirs, in order
         self.probes = {}  # container name: its probes (pod_policy.probes), for the runner
         self.pod_user_refused = False  # spec.securityContext.runAsUser given but invalid
@@ -394,4 +398,4 @@ def render_pod(pod_text, policy, strict=False):
         raise PodSpecError(rep.errors + rep.warnings, rep.warnings)
     if rep.errors or pod is None:
         raise PodSpecError(rep.errors or ["document: invalid"], rep.warnings)
-    return RenderResult(pod, rep.warnings, renderer.env_files)
+    return RenderResult(pod, rep.warnings, renderer.env_files, renderer.env_texts)

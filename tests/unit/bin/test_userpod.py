@@ -702,6 +702,35 @@ def test_play_falls_back_to_the_last_valid_input(hosting, fake_podman, tmp_path)
     assert "error: spec.hostNetwork" in log
 
 
+def test_play_falls_back_with_the_env_files_valid_with_the_last_input(
+    hosting, fake_podman, tmp_path
+):
+    """A tenant env file broken after the last good start: the next start (a reboot) runs
+    the last valid version with the env file as it was then, kept in the state directory."""
+    base, pod_file, policy_file = hosting
+    env, _state, _started = fake_podman
+    env_file = base / "mycontainertest-mywebserver.env"
+    env_file.write_text("TENANT=kept\n")
+    assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 0
+    good = (tmp_path / "rendered.yaml").read_text()
+    assert "TENANT" in good
+    kept = tmp_path / "mycontainertest-mywebserver.env"
+    assert kept.read_text() == "TENANT=kept\n"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    (tmp_path / "stale.env").write_text("OLD=1\n")
+    env_file.write_text("TENANT=kept\nbroken line\n")
+    played, rendered, _last, report = play_from(tmp_path, pod_file, policy_file, env)
+    assert played.returncode == 0, played.stderr
+    assert rendered.read_text() == good
+    log = report.read_text()
+    assert "started with the last valid version" in log
+    assert "%s:2: expected KEY=VALUE" % env_file in log
+    # fixed and started: what is kept follows; a file the tenant removed goes
+    env_file.unlink()
+    assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 0
+    assert not kept.exists() and not (tmp_path / "stale.env").exists()
+
+
 def test_play_refuses_when_the_policy_admits_neither(hosting, fake_podman, tmp_path):
     """The symlink swap: the mounted folder becomes a link to /. The tenant's file and its
     last valid version both mount it, so nothing starts, and the stale rendered pod (which

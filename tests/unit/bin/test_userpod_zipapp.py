@@ -92,8 +92,8 @@ def test_the_page_has_only_checked_examples():
         assert info == "console" or re.fullmatch(r"yaml file=\S+", info), info
     verbs = {command.split()[1] for command, _ in doc_commands() if command.startswith("userpod ")}
     assert {"parse", "render", "start", "status", "stop"} <= verbs
-    assert {"pod.yaml", "system.yaml"} <= set(doc_files())
-    assert doc_files()["system.yaml"].count(PROVIDER_BASE) == 5
+    assert {"pod-mycontainertest.yaml", "system-mycontainertest.yaml"} <= set(doc_files())
+    assert doc_files()["system-mycontainertest.yaml"].count(PROVIDER_BASE) == 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ def hosting(tmp_path_factory):
     (base / "data" / "app").mkdir(parents=True)
     (base / "tmp" / "run").mkdir(parents=True)
     (work / "system-local.yaml").write_text(
-        (work / "system.yaml").read_text().replace(PROVIDER_BASE, str(base))
+        (work / "system-mycontainertest.yaml").read_text().replace(PROVIDER_BASE, str(base))
     )
     (work / "syntax.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: [x\n")
     (work / "dir.yaml").mkdir()
@@ -175,7 +175,7 @@ def test_archive_is_an_executable_python3_zipapp(archive, hosting):
     # run by its #! line, with the python3 that has PyYAML first on PATH
     env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.defpath])}
     result = subprocess.run(
-        [str(archive), "parse", "pod.yaml", "system-local.yaml"],
+        [str(archive), "parse", "pod-mycontainertest.yaml", "system-local.yaml"],
         capture_output=True,
         text=True,
         env=env,
@@ -189,17 +189,20 @@ def test_archive_is_an_executable_python3_zipapp(archive, hosting):
 @pytest.mark.parametrize(
     "args, status",
     [
-        (["parse", "pod.yaml", "system-local.yaml"], 0),
-        (["render", "pod.yaml", "system-local.yaml"], 0),
-        (["parse", "--strict", "pod.yaml", "system-local.yaml"], 1),
+        (["parse", "pod-mycontainertest.yaml", "system-local.yaml"], 0),
+        (["render", "pod-mycontainertest.yaml", "system-local.yaml"], 0),
+        (["parse", "--strict", "pod-mycontainertest.yaml", "system-local.yaml"], 1),
         (["parse", "broken.yaml", "system-local.yaml"], 1),
         (["render", "broken.yaml", "system-local.yaml"], 1),
-        (["parse", "pod.yaml", "system.yaml"], 1),  # the server's folders are not here
+        (
+            ["parse", "pod-mycontainertest.yaml", "system-mycontainertest.yaml"],
+            1,
+        ),  # the server's folders are not here
         (["parse", "syntax.yaml", "system-local.yaml"], 1),
         (["parse", "missing.yaml", "system-local.yaml"], 1),
         (["render", "dir.yaml", "system-local.yaml"], 1),
-        (["parse", "pod.yaml", "broken.yaml"], 1),  # a pod is no policy
-        (["parse", "pod.yaml"], 2),
+        (["parse", "pod-mycontainertest.yaml", "broken.yaml"], 1),  # a pod is no policy
+        (["parse", "pod-mycontainertest.yaml"], 2),
         (["frobnicate"], 2),
         (["--help"], 0),
         (["render", "--help"], 0),
@@ -223,10 +226,16 @@ def test_archive_prints_what_the_checkout_prints(archive, hosting, args, status)
 def test_render_output_from_the_archive(archive, hosting, tmp_path):
     target = tmp_path / "rendered.yaml"
     result = run_archive(
-        archive, "render", "--output", str(target), "pod.yaml", "system-local.yaml", cwd=hosting
+        archive,
+        "render",
+        "--output",
+        str(target),
+        "pod-mycontainertest.yaml",
+        "system-local.yaml",
+        cwd=hosting,
     )
     assert result.returncode == 0, result.stderr
-    expected = run_checkout("render", "pod.yaml", "system-local.yaml", cwd=hosting)
+    expected = run_checkout("render", "pod-mycontainertest.yaml", "system-local.yaml", cwd=hosting)
     assert target.read_text() == expected.stdout
 
 
@@ -253,7 +262,9 @@ def test_archive_runs_its_own_engine(archive, hosting, tmp_path):
         timeout=60,
     )
     assert os.path.normpath(first.stdout.strip()) == str(decoy)
-    result = run_archive(placed, "parse", "pod.yaml", "system-local.yaml", cwd=hosting)
+    result = run_archive(
+        placed, "parse", "pod-mycontainertest.yaml", "system-local.yaml", cwd=hosting
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -385,7 +396,9 @@ def test_every_module_left_out_is_caught(archive, tmp_path):
 
 def test_an_archive_without_an_engine_module_does_not_run(archive, hosting, tmp_path):
     broken = _without(archive, "pod_policy/dump.py", tmp_path / "userpod.pyz")
-    result = run_archive(broken, "parse", "pod.yaml", "system-local.yaml", cwd=hosting)
+    result = run_archive(
+        broken, "parse", "pod-mycontainertest.yaml", "system-local.yaml", cwd=hosting
+    )
     assert result.returncode == 3
     assert result.stderr.startswith("userpod: cannot load the policy engine")
 

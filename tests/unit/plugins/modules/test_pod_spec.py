@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pod_policy
 import pytest
@@ -295,6 +296,34 @@ def test_last_valid_is_kept_and_rendered_when_the_tenants_file_breaks(tmp_path, 
     last.unlink()
     out = run_module(tmp_path, renders=[render])["pods"]["shop"]
     assert out["last_valid"] is False and "msg" in out
+
+
+def test_a_broken_tenant_env_file_falls_back_with_the_kept_one(tmp_path, hosting):
+    """A converge after the tenant broke their env file keeps the pod as it runs: the last
+    valid pod file with the env file it was valid with (kept beside it)."""
+    policy = yaml.safe_load(hosting["policy_text"])
+    env_file = Path(policy["container_env_dir"]) / "mycontainertest-mywebserver.env"
+    env_file.write_text("TENANT=kept\n")
+    last = tmp_path / "pod.input.yaml"
+    render = {
+        "name": "shop",
+        "src": hosting["src"],
+        "policy": policy,
+        "dest": hosting["dest"],
+        "last_valid": str(last),
+        "mode": "0600",
+    }
+    assert run_module(tmp_path, renders=[render])["changed"]
+    good = Path(hosting["dest"]).read_text()
+    assert "TENANT" in good
+    assert (tmp_path / env_file.name).read_text() == "TENANT=kept\n"
+    assert not run_module(tmp_path, renders=[render])["changed"]
+    env_file.write_text("not a setting\n")
+    out = run_module(tmp_path, renders=[render])["pods"]["shop"]
+    assert out["fallback"] is True and "msg" not in out, out
+    assert any(":1: expected KEY=VALUE" in line for line in out["invalid"])
+    assert Path(hosting["dest"]).read_text() == good
+    assert (tmp_path / env_file.name).read_text() == "TENANT=kept\n"
 
 
 def test_a_pod_file_that_is_a_symlink_is_not_read(tmp_path, hosting):
