@@ -79,6 +79,9 @@ def make_deb(tmp, name, version="1.0", depends=None):
     if depends:
         control += f"Depends: {depends}\n"
     (root / "DEBIAN/control").write_text(control)
+    # dpkg-deb checks the modes; other tests may leave a strict umask behind
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     out = tmp / f"{name}_{version}_all.deb"
     subprocess.run(
         ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(out)],
