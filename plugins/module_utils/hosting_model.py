@@ -167,7 +167,7 @@ def layout(hosting, settings):
         "ops_file": f"{etc_dir}/ops.json",
         "container_config": container_config,
         # the provider's tenant documentation names the files of a pod NAME so (the pod is
-        # named after the hosting); a release before 0.3 called the first two system.yaml
+        # named after the hosting); release 0.1.0 called the first two system.yaml
         # and pod.yaml (renamed at the next converge: legacy_pod_file)
         "tenant_policy_file": f"{container_config}/system-{name}.yaml",
         "pod_file": f"{container_config}/pod-{name}.yaml",
@@ -654,7 +654,7 @@ def files(model, hosting, settings):
         "paths": paths,
         "prune": [
             # only the files root wrote: the tenant's own env files stay; the provider's env
-            # files and system.yaml were kept here before 0.3
+            # files and system.yaml were kept here by 0.1.0
             {"dir": model["container_config"], "pattern": "*.env", "owner": 0},
             {"dir": model["container_config"], "pattern": "system.yaml", "owner": 0},
             {"dir": model["provider_env_dir"], "pattern": "*.env"},
