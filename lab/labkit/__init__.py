@@ -7,7 +7,8 @@ Modules, each a concern, in dependency order:
 - recipe: RECIPE, what a lab host has, and its hash (the key of the rootfs cache)
 - util: messages, running commands, files, locks; LabError
 - procs, mounts: /proc records and markers, stopping processes; unmounting, removing trees
-- rootfs: building and caching the root file systems
+- repo: the offline apt repository of the packages the roles install (built with the rootfs)
+- rootfs: building and caching the root file systems and their repositories
 - ca: the lab CA and the certificates it signs
 - hosts: host state, the verified systemd PID of a host, running commands inside it
 - services, images: DNS, Pebble and the registry next to a host; the test images

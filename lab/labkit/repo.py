@@ -25,7 +25,7 @@ def repo_dir(release):
     return os.path.join(config.CACHE_DIR, f"repo-{release}")
 
 
-def download_closure(chroot, packages, log, run_chroot):
+def download_closure(chroot, packages, run_chroot):
     """Download (not install) packages and everything they need that chroot lacks.
 
     Twice: with Recommends (install_recommends: true) and without (apt may then pick

@@ -174,10 +174,7 @@ def _build(release, final):
             t = time.monotonic()
             _chroot(tmp, ["apt-get", "clean"], log, "apt-get clean")
             download_closure(
-                tmp,
-                recipe["repo_packages"],
-                log,
-                lambda argv, what: _chroot(tmp, argv, log, what),
+                tmp, recipe["repo_packages"], lambda argv, what: _chroot(tmp, argv, log, what)
             )
             remove_tree(repo_tmp)
             debs = move_debs(os.path.join(tmp, ARCHIVES), repo_tmp)
