@@ -200,15 +200,19 @@ def test_planted_symlinks_are_neither_followed_nor_written(lab, pod_file):
 # Image updates
 # ---------------------------------------------------------------------------------------------
 def push(lab, source_tag, target):
-    """Copy a lab image to another tag of the lab registry (root podman in the lab host)."""
+    """Copy a lab image to another tag of the lab registry (root podman in the lab host,
+    which the host role installed; root's store starts empty: labctl pushes the lab
+    images without podman, so pull the source first)."""
     password = (
         Path(f"/var/lib/webhosting-pods-lab/hosts/{lab.backend.name}/registry-password")
         .read_text()
         .strip()
     )
+    creds = f"--creds labuser:{shlex.quote(password)}"
     res = lab.run(
+        f"podman pull --quiet {creds} {REGISTRY}/lab/httpd:{source_tag} && "
         f"podman tag {REGISTRY}/lab/httpd:{source_tag} {target} && "
-        f"podman push --quiet --creds labuser:{shlex.quote(password)} {target}"
+        f"podman push --quiet {creds} {target}"
     )
     assert res.rc == 0, res.stderr
 
