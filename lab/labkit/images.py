@@ -25,6 +25,7 @@ from .services import curl_in_host_net
 from .util import LabError, read_text, run, write_file
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCTET_STREAM = "application/octet-stream"
 
 
 def image_ref(tag):
@@ -179,6 +180,17 @@ def registry_tags(name, spid):
         return set()
 
 
+def _put(spid, url, credentials, path, content_type):
+    """PUT the file ``path`` to the lab registry (a blob or a manifest)."""
+    curl_in_host_net(
+        spid,
+        url,
+        config=credentials,
+        args=["-X", "PUT", "-o", "/dev/null", "-H", f"Content-Type: {content_type}"]
+        + ["--data-binary", f"@{path}"],
+    )
+
+
 def push_images(name, st, spid):
     """Build lab/httpd:1 and :2 here and push them into the host's registry (its API,
     with curl in the host's network namespace)."""
@@ -210,38 +222,10 @@ def push_images(name, st, spid):
                 if location.startswith("/"):
                     location = f"https://{REGISTRY_HOST}:{REGISTRY_PORT}{location}"
                 sep = "&" if "?" in location else "?"
-                curl_in_host_net(
-                    spid,
-                    f"{location}{sep}digest={digest}",
-                    config=credentials,
-                    args=[
-                        "-X",
-                        "PUT",
-                        "-o",
-                        "/dev/null",
-                        "-H",
-                        "Content-Type: application/octet-stream",
-                        "--data-binary",
-                        f"@{path}",
-                    ],
-                )
+                _put(spid, f"{location}{sep}digest={digest}", credentials, path, OCTET_STREAM)
             path = os.path.join(work, f"manifest-{tag}.json")
             write_file(path, manifest, 0o600)
-            curl_in_host_net(
-                spid,
-                f"{base}/manifests/{tag}",
-                config=credentials,
-                args=[
-                    "-X",
-                    "PUT",
-                    "-o",
-                    "/dev/null",
-                    "-H",
-                    f"Content-Type: {OCI_MANIFEST}",
-                    "--data-binary",
-                    f"@{path}",
-                ],
-            )
+            _put(spid, f"{base}/manifests/{tag}", credentials, path, OCI_MANIFEST)
     finally:
         remove_tree(work)
     missing = set(IMAGE_TAGS) - registry_tags(name, spid)

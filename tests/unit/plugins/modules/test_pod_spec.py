@@ -253,9 +253,9 @@ def test_renders_many_in_one_call_and_reports_a_bad_one_by_name(tmp_path, hostin
     assert mixed["failed"] and "mutually exclusive" in mixed["msg"]
 
 
-def test_last_valid_is_kept_and_rendered_when_the_tenants_file_breaks(tmp_path, hosting):
-    """As the pod unit does at every start: the tenant's file, else its last valid version
-    checked again; neither (the policy or the file system changed): a failure."""
+def kept_render(tmp_path, hosting):
+    """(policy, last valid file, the render item) of the provider's example with a last
+    valid copy in tmp_path, as the role asks for it."""
     policy = yaml.safe_load(hosting["policy_text"])
     last = tmp_path / "pod.input.yaml"
     render = {
@@ -266,6 +266,13 @@ def test_last_valid_is_kept_and_rendered_when_the_tenants_file_breaks(tmp_path, 
         "last_valid": str(last),
         "mode": "0600",
     }
+    return policy, last, render
+
+
+def test_last_valid_is_kept_and_rendered_when_the_tenants_file_breaks(tmp_path, hosting):
+    """As the pod unit does at every start: the tenant's file, else its last valid version
+    checked again; neither (the policy or the file system changed): a failure."""
+    policy, last, render = kept_render(tmp_path, hosting)
     dry = run_module(tmp_path, renders=[render], _ansible_check_mode=True)
     assert dry["changed"] and not last.exists()
     out = run_module(tmp_path, renders=[render])
@@ -301,18 +308,9 @@ def test_last_valid_is_kept_and_rendered_when_the_tenants_file_breaks(tmp_path, 
 def test_a_broken_tenant_env_file_falls_back_with_the_kept_one(tmp_path, hosting):
     """A converge after the tenant broke their env file keeps the pod as it runs: the last
     valid pod file with the env file it was valid with (kept beside it)."""
-    policy = yaml.safe_load(hosting["policy_text"])
+    policy, _last, render = kept_render(tmp_path, hosting)
     env_file = Path(policy["container_env_dir"]) / "mycontainertest-mywebserver.env"
     env_file.write_text("TENANT=kept\n")
-    last = tmp_path / "pod.input.yaml"
-    render = {
-        "name": "shop",
-        "src": hosting["src"],
-        "policy": policy,
-        "dest": hosting["dest"],
-        "last_valid": str(last),
-        "mode": "0600",
-    }
     assert run_module(tmp_path, renders=[render])["changed"]
     good = Path(hosting["dest"]).read_text()
     assert "TENANT" in good
