@@ -104,6 +104,18 @@ def test_a_container_stopped_by_its_tenant_is_started_again(lab, wait_until):
     assert unit(lab, "beta", "ActiveState") == "active"
 
 
+def test_a_restart_stops_the_containers_gracefully(lab, wait_until):
+    """A restart of the pod (here the admin's) gives each container its stop signal and
+    time: beta's db traps SIGTERM and notes it, as a database shuts down cleanly. podman
+    4.3's kube down alone would SIGKILL it."""
+    log = "/srv/hostings/beta/data/db.log"
+    before = lab.file(log).content_string.count("stopped on SIGTERM")
+    lab.check_output(f"systemctl --user --machine=beta@ restart {UNIT}")
+    assert lab.file(log).content_string.count("stopped on SIGTERM") == before + 1
+    wait_until("beta serving again", lambda: serves(lab, "beta"), 60, 1)
+    assert unit(lab, "beta", "ActiveState") == "active"
+
+
 def test_status_at_a_glance_for_the_admin_and_the_tenant(lab, sftp):
     res = lab.run("podops status --json")
     assert res.rc == 0, res.stdout + res.stderr

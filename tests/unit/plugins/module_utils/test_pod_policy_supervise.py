@@ -432,6 +432,27 @@ def test_readiness_is_reported_and_restarts_nothing(probed, tmp_path):
     thread.join(5)
 
 
+@pytest.mark.parametrize("stop_fails", [False, True])
+def test_take_down_stops_the_containers_before_kube_down(tmp_path, stop_fails):
+    """podman 4.3's kube down SIGKILLs the containers: the backend asks for a stop with
+    their own stop signal and timeout first, and still takes the pod down when that fails."""
+    record = tmp_path / "argv.log"
+    fake = tmp_path / "podman"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> %s\n'
+        'if [ "$1 $2" = "pod stop" ] && [ -n "$FAIL_STOP" ]; then echo nope >&2; exit 125; fi\n'
+        % record
+    )
+    fake.chmod(0o755)
+    env = dict(os.environ, FAIL_STOP="1" if stop_fails else "")
+    supervise.Podman("shop", "/state/shop.play.yaml", podman=str(fake), env=env).down()
+    assert record.read_text().splitlines() == [
+        "pod stop --ignore shop",
+        "kube down /state/shop.play.yaml",
+    ]
+
+
 def test_the_http_and_tcp_probe_script_against_a_real_server(tmp_path):
     """The probe script as the runner starts it (here without nsenter: a local server)."""
     import http.server
