@@ -378,11 +378,7 @@ def converge(entries, prune=None, probe=None, check_mode=False):
         if action:
             actions[path] = action
             before[path] = _describe(st)
-            if entry["state"] == "moved":
-                # under the old name only: the new one was not made (seeded) by this run
-                after[path] = f"moved to {entry['dest']}"
-            else:
-                after[path] = "absent" if entry["state"] == "absent" else _planned(entry)
+            after[path] = _planned(entry)
     managed = {e["path"] for e in entries}
     for rule in prune or []:
         directory = os.path.normpath(rule["dir"])
@@ -416,6 +412,11 @@ def converge(entries, prune=None, probe=None, check_mode=False):
 
 def _planned(entry):
     kind = entry["state"]
+    if kind == "absent":
+        return "absent"
+    if kind == "moved":
+        # under the old name only: the new one was not made (seeded) by this run
+        return f"moved to {entry['dest']}"
     owner = "-" if entry["owner"] is None else entry["owner"]
     group = "-" if entry["group"] is None else entry["group"]
     mode = "-" if entry["mode"] is None else f"{entry['mode']:04o}"

@@ -236,6 +236,7 @@ from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import 
     MAX_DOCUMENT_BYTES,
     PodSpecError,
     dump_pod,
+    kept_env_changes,
     last_valid_env_dir,
     load_policy,
     render_pod,
@@ -362,41 +363,33 @@ def _keep_env_files(module, keep, texts, file_args):
     its directory (the hosting's state directory); True when something changed. Files are
     replaced by rename and removed by unlink: a link there is never followed."""
     directory = last_valid_env_dir(keep)
-    changed = False
     try:
-        stale = [n for n in os.listdir(directory) if n.endswith(".env") and n not in texts]
-    except (IOError, OSError):
-        stale = []
+        stale, changed = kept_env_changes(directory, texts)
+    except (IOError, OSError) as exc:
+        raise _Failed(
+            "%s: cannot keep the env files: %s" % (directory, to_native(exc)), {}
+        ) from None
+    if module.check_mode:
+        return bool(stale or changed)
     for name in stale:
-        changed = True
-        if not module.check_mode:
-            try:
-                os.unlink(os.path.join(directory, name))
-            except (IOError, OSError):
-                pass
-    root = os.geteuid() == 0
-    for name, text in sorted(texts.items()):
-        path = os.path.join(directory, name)
-        data = text.encode("utf-8")
         try:
-            if read_nofollow(path) == data:
-                continue
+            os.unlink(os.path.join(directory, name))
         except (IOError, OSError):
             pass
-        changed = True
-        if module.check_mode:
-            continue
+    root = os.geteuid() == 0
+    for name, text in changed.items():
+        path = os.path.join(directory, name)
         try:
             write_atomic(
                 path,
-                data,
+                text.encode("utf-8"),
                 mode=0o600,
                 owner=user_id(file_args["owner"]) if root else -1,
                 group=group_id(file_args["group"]) if root else -1,
             )
         except (IOError, OSError) as exc:
             raise _Failed("%s: cannot write: %s" % (path, to_native(exc)), {}) from None
-    return changed
+    return bool(stale or changed)
 
 
 def _fix_attributes(module, dest, file_args, changed, result):

@@ -39,7 +39,7 @@ administrators in ``docs/system-policy.md``.
 
 from .constants import MAX_DOCUMENT_BYTES, MEMORY_VOLUMES_ANNOTATION
 from .dump import dump_pod
-from .hostfiles import last_valid_env_dir, tenant_env_snapshot, with_env_dir
+from .hostfiles import kept_env_changes, last_valid_env_dir, tenant_env_snapshot, with_env_dir
 from .messages import PodSpecError
 from .pinning import PinError, host_path_volumes, pin, pinned_pod, podman_pod
 from .policy import load_policy
@@ -72,6 +72,7 @@ __all__ = [
     "pod_network_argv",
     "tenant_env_snapshot",
     "last_valid_env_dir",
+    "kept_env_changes",
     "with_env_dir",
     "load_registry_logins",
     "provider_auths",

@@ -136,6 +136,29 @@ def last_valid_env_dir(last_valid):
     return os.path.dirname(os.path.abspath(last_valid))
 
 
+def kept_env_changes(directory, texts):
+    """What makes ``texts`` ({name: text}) the only ``*.env`` files of ``directory`` (the
+    hosting's state directory): (names to remove, {name: text} to write, only where the
+    file differs). A kept file is read without following a link; an unreadable one is
+    written again. Raises OSError when the directory cannot be listed."""
+    present = [name for name in os.listdir(directory) if name.endswith(".env")]
+    stale = sorted(set(present) - set(texts))
+    changed = {}
+    for name, text in sorted(texts.items()):
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(os.path.join(directory, name), flags)
+            try:
+                same = os.read(fd, MAX_ENV_FILE_BYTES + 1) == text.encode("utf-8")
+            finally:
+                os.close(fd)
+        except OSError:
+            same = False
+        if not same:
+            changed[name] = text
+    return stale, changed
+
+
 def with_env_dir(policy, directory):
     """The policy with the tenant's env files read from ``directory`` (the kept ones)."""
     return dict(policy, container_env_dir=directory)

@@ -28,6 +28,8 @@ _MAX_FIELD = 4096
 
 
 def _login_text(rep, path, value):
+    """A user or password: one line of text. Not values._text, whose hint for a number
+    ("quote it: ...") would show a password in a message."""
     if not isinstance(value, str):
         rep.error(path, "must be text, got %s" % _kind(value))
         return None

@@ -760,3 +760,16 @@ def test_in_memory_volumes_have_a_size_that_counts_against_the_memory_limit(
         ("shop-memory-m%d" % i, size) for i, size in enumerate(sizes_bytes)
     ]
     assert_safe(result.pod, policy)
+
+
+def test_kept_env_changes_plans_only_what_differs(tmp_path):
+    (tmp_path / "shop-web.env").write_text("A=1\n")
+    (tmp_path / "shop-db.env").write_text("B=old\n")
+    (tmp_path / "shop-gone.env").write_text("C=1\n")
+    (tmp_path / "pod.yaml").write_text("not an env file\n")
+    (tmp_path / "shop-link.env").symlink_to(tmp_path / "shop-web.env")
+    texts = {"shop-web.env": "A=1\n", "shop-db.env": "B=new\n", "shop-link.env": "A=1\n"}
+    stale, changed = pod_policy.kept_env_changes(str(tmp_path), texts)
+    assert stale == ["shop-gone.env"]
+    # a link is never read through: rewritten as a file
+    assert changed == {"shop-db.env": "B=new\n", "shop-link.env": "A=1\n"}
