@@ -231,8 +231,8 @@ def layout(hosting, settings):
     }
     model["slice_dropin"] = f"{model['slice_dropin_dir']}/{SLICE_DROPIN}"
     model["manager_dropin"] = f"{model['manager_dropin_dir']}/{SLICE_DROPIN}"
-    model["pod_file_shown"] = model["pod_file"][len(root) + 1 :]
-    model["tenant_auth_shown"] = model["tenant_auth_file"][len(root) + 1 :]
+    model["pod_file_shown"] = _below(model, model["pod_file"])
+    model["tenant_auth_shown"] = _below(model, model["tenant_auth_file"])
     model["policy"] = policy(hosting, settings, model)
     # What a removed hosting may have left (tasks/absent.yml removes these).
     model["left_paths"] = [
@@ -494,6 +494,18 @@ def ops_text(model, settings):
     )
 
 
+def _tenant_seed(model, path, content):
+    """A file the tenant owns from the start: written once, never touched again."""
+    return {
+        "path": path,
+        "content": content,
+        "owner": model["uid"],
+        "group": model["gid"],
+        "mode": "0640",
+        "create_only": True,
+    }
+
+
 def _below(model, path):
     return path[len(model["root"]) + 1 :]
 
@@ -519,7 +531,7 @@ def files(model, hosting, settings):
     """The `webhosting.pods.paths` group of one hosting: every directory, file, unit and
     link it has, parents first; what to prune; which paths to probe. Unit files are
     templates the paths action renders with `__hosting` bound to the model."""
-    uid, gid, unit_dir = model["uid"], model["gid"], model["unit_dir"]
+    gid, unit_dir = model["gid"], model["unit_dir"]
     paths = [
         {
             "path": _directory(model, key),
@@ -561,16 +573,7 @@ def files(model, hosting, settings):
         )
     else:
         paths.append({"path": model["provider_auth_file"], "state": "absent"})
-    paths.append(
-        {
-            "path": model["tenant_auth_file"],
-            "content": TENANT_AUTH_SEED,
-            "owner": uid,
-            "group": gid,
-            "mode": "0640",
-            "create_only": True,
-        }
-    )
+    paths.append(_tenant_seed(model, model["tenant_auth_file"], TENANT_AUTH_SEED))
     for container, env in (hosting.get("env_files") or {}).items():
         paths.append(
             _root_file(
@@ -585,38 +588,21 @@ def files(model, hosting, settings):
     else:
         paths.append({"path": model["sftp_keys_file"], "state": "absent"})
     if model["tenant_keys"]:
-        paths.append(
-            {
-                "path": model["keys_source"],
-                "content": TENANT_KEYS_SEED,
-                "owner": uid,
-                "group": gid,
-                "mode": "0640",
-                "create_only": True,
-            }
-        )
+        paths.append(_tenant_seed(model, model["keys_source"], TENANT_KEYS_SEED))
     else:
         paths.append({"path": model["tenant_keys_file"], "state": "absent"})
     # the tenant's pod file of an earlier release, under its new name (never replacing a
     # file the tenant wrote under that name)
     paths.append({"path": model["legacy_pod_file"], "state": "moved", "dest": model["pod_file"]})
     if "pod" in hosting:
-        paths.append(
-            {
-                "path": model["pod_file"],
-                "content": yaml.safe_dump(
-                    hosting["pod"],
-                    indent=2,
-                    allow_unicode=True,
-                    default_flow_style=False,
-                    sort_keys=False,
-                ),
-                "owner": uid,
-                "group": gid,
-                "mode": "0640",
-                "create_only": True,
-            }
+        text = yaml.safe_dump(
+            hosting["pod"],
+            indent=2,
+            allow_unicode=True,
+            default_flow_style=False,
+            sort_keys=False,
         )
+        paths.append(_tenant_seed(model, model["pod_file"], text))
     # The container log: root's in the root-owned, sticky logs/ (so the tenant cannot swap
     # it for a link conmon would follow), written by conmon through the hosting's group.
     paths.append(
