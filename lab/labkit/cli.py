@@ -16,6 +16,7 @@ import signal
 import sys
 
 from .commands import (
+    cmd_app_images,
     cmd_build,
     cmd_deps,
     cmd_down,
@@ -60,6 +61,14 @@ def build_parser():
         help="lifetime of certificates Pebble issues (default: Pebble's 5 years)",
     )
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "app-images",
+        help="build (cached) and push the application images to running lab hosts",
+    )
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--force", action="store_true", help="rebuild the cached base layer")
+    p.set_defaults(func=cmd_app_images)
 
     p = sub.add_parser("down", help="stop lab host(s) and remove every process, mount and file")
     p.add_argument("names", nargs="*", metavar="NAME")

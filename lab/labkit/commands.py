@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The labctl commands (deps, build, up, down, reboot, pid, exec, status, inventory)."""
+"""The labctl commands (deps, build, up, app-images, down, reboot, pid, exec, status,
+inventory)."""
 
 import contextlib
 import os
@@ -8,6 +9,7 @@ import sys
 import time
 
 from . import config
+from .appimages import push_app_images
 from .boot import boot, host_health, release_nspawn_run, remove_cgroups, require_tools, teardown
 from .ca import ensure_ca
 from .config import (
@@ -144,6 +146,15 @@ def cmd_up(args):
         }
         spid = boot(name, release, st, fresh=True)
         summary(name, st, spid)
+    return 0
+
+
+def cmd_app_images(args):
+    """Build (cached) and push the application images to each named, running lab host."""
+    for name in args.names:
+        check_name(name)
+        with host_lock(name):
+            push_app_images(name, verify_host_pid(name), force=args.force)
     return 0
 
 

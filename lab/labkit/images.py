@@ -32,7 +32,7 @@ def image_ref(tag):
     return f"{REGISTRY_HOST}:{REGISTRY_PORT}/{IMAGE_REPO}:{tag}"
 
 
-def _tar_add(tar, name, data=None, mode=0o644, kind=tarfile.REGTYPE, link=None, uid=0):
+def tar_add(tar, name, data=None, mode=0o644, kind=tarfile.REGTYPE, link=None, uid=0):
     info = tarfile.TarInfo(name)
     info.mode, info.uid, info.gid, info.mtime, info.type = mode, uid, uid, 946684800, kind
     if link:
@@ -61,30 +61,30 @@ def image_rootfs_tar(version):
             ("www", 0o755),
             ("www/cgi-bin", 0o755),
         ):
-            _tar_add(tar, d, mode=mode, kind=tarfile.DIRTYPE)
-        _tar_add(tar, "home", mode=0o755, kind=tarfile.DIRTYPE)
-        _tar_add(tar, "home/lab", mode=0o755, kind=tarfile.DIRTYPE, uid=IMAGE_UID)
-        _tar_add(tar, "bin/busybox", binary, mode=0o755)
+            tar_add(tar, d, mode=mode, kind=tarfile.DIRTYPE)
+        tar_add(tar, "home", mode=0o755, kind=tarfile.DIRTYPE)
+        tar_add(tar, "home/lab", mode=0o755, kind=tarfile.DIRTYPE, uid=IMAGE_UID)
+        tar_add(tar, "bin/busybox", binary, mode=0o755)
         for applet in sorted(set(applets)):
             if applet != "busybox" and re.match(r"^[a-z0-9._\[-]+$", applet):
-                _tar_add(tar, f"bin/{applet}", kind=tarfile.SYMTYPE, link="busybox", mode=0o777)
-        _tar_add(
+                tar_add(tar, f"bin/{applet}", kind=tarfile.SYMTYPE, link="busybox", mode=0o777)
+        tar_add(
             tar,
             "etc/passwd",
             "root:x:0:0:root:/root:/bin/sh\n"
             f"lab:x:{IMAGE_UID}:{IMAGE_UID}:lab:/home/lab:/bin/sh\n"
             "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         )
-        _tar_add(tar, "etc/group", f"root:x:0:\nlab:x:{IMAGE_UID}:\nnogroup:x:65534:\n")
-        _tar_add(
+        tar_add(tar, "etc/group", f"root:x:0:\nlab:x:{IMAGE_UID}:\nnogroup:x:65534:\n")
+        tar_add(
             tar,
             "www/index.html",
             f"<!doctype html>\n<title>lab httpd {version}</title>\n"
             f"<h1>webhosting.pods lab httpd, version {version}</h1>\n",
         )
-        _tar_add(tar, "www/version", f"{version}\n")
-        _tar_add(tar, "www/health", "ok\n")
-        _tar_add(
+        tar_add(tar, "www/version", f"{version}\n")
+        tar_add(tar, "www/health", "ok\n")
+        tar_add(
             tar,
             "www/cgi-bin/env",
             "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
@@ -131,7 +131,7 @@ def image_config(version, diff_id):
     }
 
 
-def _digest(data):
+def digest_of(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -143,34 +143,39 @@ def oci_image(version):
     """
     layer_tar = image_rootfs_tar(version)
     layer = gzip.compress(layer_tar, mtime=0)
-    config = json.dumps(image_config(version, _digest(layer_tar)), sort_keys=True).encode()
+    config = json.dumps(image_config(version, digest_of(layer_tar)), sort_keys=True).encode()
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": _digest(config),
+            "digest": digest_of(config),
             "size": len(config),
         },
         "layers": [
             {
                 "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": _digest(layer),
+                "digest": digest_of(layer),
                 "size": len(layer),
             }
         ],
     }
-    blobs = {_digest(config): config, _digest(layer): layer}
+    blobs = {digest_of(config): config, digest_of(layer): layer}
     return json.dumps(manifest, sort_keys=True).encode(), blobs
 
 
-def registry_tags(name, spid):
+def _credentials(name):
     password = read_text(os.path.join(host_dir(name), "registry-password"), "").strip()
+    return f'user = "{REGISTRY_USER}:{password}"\n'
+
+
+def _v2(repo):
+    return f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/{repo}"
+
+
+def registry_tags(name, spid, repo=IMAGE_REPO):
     rc, out, _ = curl_in_host_net(
-        spid,
-        f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/{IMAGE_REPO}/tags/list",
-        config=f'user = "{REGISTRY_USER}:{password}"\n',
-        check=False,
+        spid, f"{_v2(repo)}/tags/list", config=_credentials(name), check=False
     )
     if rc != 0:
         return set()
@@ -181,53 +186,72 @@ def registry_tags(name, spid):
 
 
 def _put(spid, url, credentials, path, content_type):
-    """PUT the file ``path`` to the lab registry (a blob or a manifest)."""
+    """PUT the file ``path`` to the lab registry (a blob or a manifest), streamed."""
     curl_in_host_net(
         spid,
         url,
         config=credentials,
-        args=["-X", "PUT", "-o", "/dev/null", "-H", f"Content-Type: {content_type}"]
-        + ["--data-binary", f"@{path}"],
+        args=["--max-time", "300", "-o", "/dev/null", "-H", f"Content-Type: {content_type}"]
+        + ["-T", path],
     )
 
 
+def _has_blob(spid, credentials, repo, digest):
+    rc, out, _ = curl_in_host_net(
+        spid,
+        f"{_v2(repo)}/blobs/{digest}",
+        config=credentials,
+        check=False,
+        args=["-I", "-o", "/dev/null", "-w", "%{http_code}"],
+    )
+    return rc == 0 and out.strip() == "200"
+
+
+def push_image(name, spid, repo, tag, manifest, blobs):
+    """Push one image to lab host NAME's registry, through its API with curl in the host's
+    network namespace. blobs: {digest: bytes, or the path of a file}; a blob the
+    repository has is not sent again. The manifest is always put (tag moves with it)."""
+    credentials = _credentials(name)
+    work = os.path.join(host_dir(name), "images")
+    os.makedirs(work, mode=0o700, exist_ok=True)
+    try:
+        for digest, data in blobs.items():
+            if _has_blob(spid, credentials, repo, digest):
+                continue
+            if isinstance(data, bytes):
+                path = os.path.join(work, digest.replace(":", "-"))
+                write_file(path, data, 0o600)
+            else:
+                path = data
+            # a two-step upload: POST opens it, PUT with the digest completes it
+            location = curl_in_host_net(
+                spid,
+                f"{_v2(repo)}/blobs/uploads/",
+                config=credentials,
+                args=["-X", "POST", "--data-binary", "", "-o", "/dev/null"]
+                + ["-w", "%header{location}"],
+            ).strip()
+            if not location:
+                raise LabError(f"the lab registry gave no upload location for {digest}")
+            if location.startswith("/"):
+                location = f"https://{REGISTRY_HOST}:{REGISTRY_PORT}{location}"
+            sep = "&" if "?" in location else "?"
+            _put(spid, f"{location}{sep}digest={digest}", credentials, path, OCTET_STREAM)
+        path = os.path.join(work, f"manifest-{tag}.json")
+        write_file(path, manifest, 0o600)
+        _put(spid, f"{_v2(repo)}/manifests/{tag}", credentials, path, OCI_MANIFEST)
+    finally:
+        remove_tree(work)
+
+
 def push_images(name, st, spid):
-    """Build lab/httpd:1 and :2 here and push them into the host's registry (its API,
-    with curl in the host's network namespace)."""
+    """Build lab/httpd:1 and :2 here and push them into the host's registry."""
     if set(IMAGE_TAGS) <= registry_tags(name, spid):
         return
     t0 = time.monotonic()
-    hd = host_dir(name)
-    password = read_text(os.path.join(hd, "registry-password")).strip()
-    credentials = f'user = "{REGISTRY_USER}:{password}"\n'
-    base = f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/{IMAGE_REPO}"
-    work = os.path.join(hd, "images")
-    os.makedirs(work, mode=0o700, exist_ok=True)
-    try:
-        for tag in IMAGE_TAGS:
-            manifest, blobs = oci_image(tag)
-            for digest, data in blobs.items():
-                path = os.path.join(work, digest.replace(":", "-"))
-                write_file(path, data, 0o600)
-                # a two-step upload: POST opens it, PUT with the digest completes it
-                location = curl_in_host_net(
-                    spid,
-                    f"{base}/blobs/uploads/",
-                    config=credentials,
-                    args=["-X", "POST", "--data-binary", "", "-o", "/dev/null"]
-                    + ["-w", "%header{location}"],
-                ).strip()
-                if not location:
-                    raise LabError(f"the lab registry gave no upload location for {digest}")
-                if location.startswith("/"):
-                    location = f"https://{REGISTRY_HOST}:{REGISTRY_PORT}{location}"
-                sep = "&" if "?" in location else "?"
-                _put(spid, f"{location}{sep}digest={digest}", credentials, path, OCTET_STREAM)
-            path = os.path.join(work, f"manifest-{tag}.json")
-            write_file(path, manifest, 0o600)
-            _put(spid, f"{base}/manifests/{tag}", credentials, path, OCI_MANIFEST)
-    finally:
-        remove_tree(work)
+    for tag in IMAGE_TAGS:
+        manifest, blobs = oci_image(tag)
+        push_image(name, spid, IMAGE_REPO, tag, manifest, blobs)
     missing = set(IMAGE_TAGS) - registry_tags(name, spid)
     if missing:
         raise LabError(f"images {sorted(missing)} are not in the lab registry after the push")
