@@ -26,7 +26,14 @@ import time
 
 from . import config
 from .config import BUILD_MARKER_ENV, REGISTRY_HOST, REGISTRY_PORT
-from .images import OCI_MANIFEST, digest_of, image_arch, push_image, registry_tags, tar_add
+from .images import (
+    digest_of,
+    image_arch,
+    oci_manifest,
+    push_image,
+    registry_tags,
+    tar_add,
+)
 from .mounts import remove_tree, umount_under
 from .procs import marked_pids, proc_record, stop_pids
 from .util import LabError, clean_env, flock, fmt_s, read_json, run, say, write_file
@@ -68,7 +75,6 @@ APP_IMAGES = (
 )
 APP_UID = 1000
 APP_LAYER_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "appimage", "rootfs")
-LAYER_MEDIA = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def recipe_hash():
@@ -249,25 +255,13 @@ def app_image(base, repo, tag, entry, title):
         "rootfs": {"type": "layers", "diff_ids": [base["diff_id"], digest_of(top_tar)]},
     }
     config_blob = json.dumps(image_config, sort_keys=True).encode()
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": digest_of(config_blob),
-            "size": len(config_blob),
-        },
-        "layers": [
-            {"mediaType": LAYER_MEDIA, "digest": base["digest"], "size": base["size"]},
-            {"mediaType": LAYER_MEDIA, "digest": digest_of(top), "size": len(top)},
-        ],
-    }
+    manifest = oci_manifest(config_blob, [base["digest"], top], {base["digest"]: base["size"]})
     blobs = {
         digest_of(config_blob): config_blob,
         digest_of(top): top,
         base["digest"]: os.path.join(base_dir(), "layer.tar.gz"),
     }
-    return json.dumps(manifest, sort_keys=True).encode(), blobs
+    return manifest, blobs
 
 
 def app_image_refs():

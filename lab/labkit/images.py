@@ -26,6 +26,7 @@ from .util import LabError, read_text, run, write_file
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCTET_STREAM = "application/octet-stream"
+LAYER_MEDIA = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def image_ref(tag):
@@ -144,6 +145,19 @@ def oci_image(version):
     layer_tar = image_rootfs_tar(version)
     layer = gzip.compress(layer_tar, mtime=0)
     config = json.dumps(image_config(version, digest_of(layer_tar)), sort_keys=True).encode()
+    return oci_manifest(config, [layer]), {digest_of(config): config, digest_of(layer): layer}
+
+
+def oci_manifest(config, layers, sizes=None):
+    """The OCI manifest (bytes) of an image: its config blob and its gzip layers, in order.
+    A layer is given as its bytes, or as its digest with the size in ``sizes``."""
+    sizes = sizes or {}
+
+    def layer_entry(layer):
+        if isinstance(layer, bytes):
+            return {"mediaType": LAYER_MEDIA, "digest": digest_of(layer), "size": len(layer)}
+        return {"mediaType": LAYER_MEDIA, "digest": layer, "size": sizes[layer]}
+
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -152,16 +166,9 @@ def oci_image(version):
             "digest": digest_of(config),
             "size": len(config),
         },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest_of(layer),
-                "size": len(layer),
-            }
-        ],
+        "layers": [layer_entry(layer) for layer in layers],
     }
-    blobs = {digest_of(config): config, digest_of(layer): layer}
-    return json.dumps(manifest, sort_keys=True).encode(), blobs
+    return json.dumps(manifest, sort_keys=True).encode()
 
 
 def _credentials(name):

@@ -11,7 +11,7 @@ import os
 import stat
 import tarfile
 
-from labkit import appimages
+from labkit import appimages, images
 
 
 def _base(lab):
@@ -71,7 +71,7 @@ def test_the_manifest_names_the_cached_base_layer_and_every_blob(lab):
     doc = json.loads(manifest)
     layers = doc["layers"]
     assert layers[0] == {
-        "mediaType": appimages.LAYER_MEDIA,
+        "mediaType": images.LAYER_MEDIA,
         "digest": base["digest"],
         "size": base["size"],
     }
