@@ -73,6 +73,10 @@ def hosting_todo(plan, run):
     return todo
 
 
+def hosting_bringup(plan, todo, run):
+    return hc.bringup_items(_plain(plan), _plain(todo), _plain(run))
+
+
 def ingress_plan(hostings, settings, published, limit=None):
     try:
         return im.plan(
@@ -97,6 +101,14 @@ def ingress_todo(plan, settings, run):
     return todo
 
 
+def ingress_batch(plan, settings, todo, run):
+    return im.batch(_plain(plan), _plain(settings), _plain(todo), _plain(run))
+
+
+def ingress_batch_servers(plan, names, issued):
+    return im.batch_servers(_plain(plan), _plain(names), _plain(issued))
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -105,8 +117,11 @@ class FilterModule:
             "hosting_published": hosting_published,
             "hosting_renders": hosting_renders,
             "hosting_todo": hosting_todo,
+            "hosting_bringup": hosting_bringup,
             "hosting_limits_changed": hosting_limits_changed,
             "ingress_plan": ingress_plan,
             "ingress_servers": ingress_servers,
+            "ingress_batch": ingress_batch,
+            "ingress_batch_servers": ingress_batch_servers,
             "ingress_todo": ingress_todo,
         }

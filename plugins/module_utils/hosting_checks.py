@@ -290,6 +290,51 @@ def todo_reasons(model, run):
     return reasons
 
 
+def bringup_items(plan, todo, run):
+    """The hostings of ``todo`` that the module ``bringup`` brings up together: present,
+    their files laid out with a pod file, their pod valid (not the last valid version of
+    a broken edit), no linger and no running user manager (so their manager reads every
+    unit file when it starts), and either no account yet or one exactly as wanted. Any
+    other hosting that needs work goes through the role's tasks, one at a time. ``run``
+    as for todo_reasons."""
+    passwd, groups = run.get("passwd") or {}, run.get("groups") or {}
+    items = []
+    for name in todo:
+        model = plan["models"][name]
+        files = (run.get("files") or {}).get(name) or {"failed": True}
+        render = (run.get("pods") or {}).get(name) or {}
+        state = (run.get("users") or {}).get(name) or {}
+        if (
+            model["state"] != "present"
+            or files.get("failed")
+            or not files.get("exists", {}).get(model["pod_file"])
+            or files["exists"].get(model["linger_file"])
+            or name in (run.get("failed_subids") or {})
+            or "msg" in render
+            or render.get("fallback")
+            or state.get("manager") == "active"
+            or not (account_ok(model, run) or (name not in passwd and name not in groups))
+        ):
+            continue
+        items.append(
+            {
+                "name": name,
+                "uid": model["uid"],
+                "gid": model["gid"],
+                "gecos": model["gecos"],
+                "home": model["home"],
+                "sftp_group": model["sftp_group"],
+                "data_dir": model["data_dir"],
+                "linger_file": model["linger_file"],
+                "unit": model["unit"],
+                "units": model["ops_triggers"],
+                "system_units": [model["trigger_unit"]]
+                + ([model["keys_unit"]] if model["tenant_keys"] else []),
+            }
+        )
+    return items
+
+
 def account_ok(model, run):
     return hm.account_ok(
         model, run.get("passwd") or {}, run.get("groups") or {}, run.get("shadow") or {}

@@ -173,3 +173,108 @@ def todo_reasons(model, settings, run):
     ):
         reasons.append("certificate files missing")
     return reasons
+
+
+def certbot_argv(model, settings):
+    """certbot's command line for a hosting's ACME certificate (tasks/acme.yml runs the
+    same for one hosting): the lineage is named after the hosting, HTTP-01 through the
+    webroot nginx serves. The EAB key goes in a root-only file, never here."""
+    argv = [
+        settings["certbot_path"],
+        "certonly",
+        "--non-interactive",
+        "--agree-tos",
+        "--webroot",
+        "--webroot-path",
+        settings["acme_webroot"],
+        "--cert-name",
+        model["name"],
+        "--server",
+        model["acme_directory"],
+        "--key-type",
+        settings["acme_key_type"],
+        "--expand",
+        "--force-renewal",
+    ]
+    if model["acme_email"]:
+        argv += ["--email", model["acme_email"]]
+    else:
+        argv.append("--register-unsafely-without-email")
+    return argv + [f"-d={domain}" for domain in model["domains"]]
+
+
+def batch(plan, settings, todo, run):
+    """The new hostings of ``todo`` whose ingress is set up together (tasks/batch.yml):
+    present, their root there, no nginx server yet, its comparison successful. For them:
+    the ACL entries nginx needs, the self-signed stand-ins to make, the certbot runs and
+    the first nginx servers (with the certificate there is now). ``run`` as for
+    todo_reasons."""
+    exists = run.get("exists") or {}
+    files = run.get("files") or {}
+    certs = run.get("certificates") or {}
+    acls = run.get("acls") or {}
+    user = settings["nginx_user"]
+    result = {"names": [], "roots": [], "www": [], "selfsigned": [], "acme": [], "servers": []}
+    for name in todo:
+        model = plan["models"][name]
+        group = files.get(name) or {"failed": True}
+        if (
+            not hm.is_present(model)
+            or not exists.get(model["root"])
+            or exists.get(model["vhost"])
+            or group.get("failed")
+            or (
+                model["cert_source"] == "files"
+                and not (
+                    exists.get(model["opts"].get("certificate_file"))
+                    and exists.get(model["opts"].get("certificate_key_file"))
+                )
+            )
+        ):
+            continue
+        result["names"].append(name)
+        if (acls.get(model["root"]) or {}).get(user) != "--x":
+            result["roots"].append(model["root"])
+        if model["static"]:
+            result["www"].append(model["www"])
+        domains = sorted(model["domains"])
+        leaf = certs.get(model["acme_leaf"]) or {}
+        own = certs.get(model["selfsigned_cert"]) or {}
+        source = model["cert_source"]
+        if (source == "selfsigned" and own.get("dns_names") != domains) or (
+            source == "acme" and not leaf.get("exists") and not own.get("exists")
+        ):
+            result["selfsigned"].append(
+                {
+                    "name": name,
+                    "dir": model["selfsigned_dir"],
+                    "key": model["selfsigned_key"],
+                    "cert": model["selfsigned_cert"],
+                    "domains": model["domains"],
+                    "days": int(settings["selfsigned_days"]),
+                }
+            )
+        if source == "acme" and leaf.get("dns_names") != domains:
+            result["acme"].append(
+                {
+                    "name": name,
+                    "argv": certbot_argv(model, settings),
+                    "eab_conf": model["eab_conf"] if model["acme_eab_kid"] else "",
+                    "eab_kid": model["acme_eab_kid"],
+                    "eab_hmac_key": model["acme_eab_hmac_key"],
+                }
+            )
+        result["servers"].append(server_group(model, certs))
+    return result
+
+
+def batch_servers(plan, names, issued):
+    """The nginx servers of ``names`` once certbot has issued the certificates of
+    ``issued``: theirs with the ACME certificate."""
+    return [
+        server_group(
+            plan["models"][name],
+            {plan["models"][name]["acme_leaf"]: {"exists": True}} if name in issued else {},
+        )
+        for name in names
+    ]

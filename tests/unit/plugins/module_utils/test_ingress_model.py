@@ -149,3 +149,85 @@ def test_todo_absent():
         "/etc/nginx/webhosting-pods.d/shop.conf left",
         "/etc/letsencrypt/renewal/shop.conf left",
     ]
+
+
+BATCH_SETTINGS = dict(
+    SETTINGS,
+    certbot_path="/usr/bin/certbot",
+    acme_webroot="/var/lib/webhosting-pods/acme",
+    acme_key_type="ecdsa",
+    selfsigned_days=30,
+)
+
+
+def new_run(model):
+    """The state of a new hosting: its root there, no server, no certificate."""
+    return {
+        "exists": {model["root"]: True},
+        "files": {"shop": {"actions": {model["vhost"]: "created"}}},
+        "acls": {},
+        "certificates": {},
+    }
+
+
+def test_batch_sets_up_a_new_hosting_together():
+    plan = im.plan(
+        [hosting(ingress={"static_paths": [{"prefix": "/s/"}]})], BATCH_SETTINGS, PUBLISHED, []
+    )
+    model = plan["models"]["shop"]
+    todo = {"shop": im.todo_reasons(model, BATCH_SETTINGS, new_run(model))}
+    batch = im.batch(plan, BATCH_SETTINGS, todo, new_run(model))
+    assert batch["names"] == ["shop"]
+    assert batch["roots"] == ["/data/shop"] and batch["www"] == ["/data/shop/www"]
+    assert batch["selfsigned"][0]["domains"] == ["b.test", "a.test"]
+    assert batch["selfsigned"][0]["days"] == 30
+    argv = batch["acme"][0]["argv"]
+    # the same command line tasks/acme.yml runs for one hosting
+    assert argv[:2] == ["/usr/bin/certbot", "certonly"]
+    assert argv[argv.index("--cert-name") + 1] == "shop"
+    assert argv[argv.index("--server") + 1] == "https://ca.test/dir"
+    assert "--register-unsafely-without-email" in argv
+    assert argv[-2:] == ["-d=b.test", "-d=a.test"]
+    assert batch["acme"][0]["eab_conf"] == ""
+    # the first server serves the self-signed stand-in, the second the ACME certificate
+    first = batch["servers"][0]["vars"]
+    assert first["__ingress_cert"] == model["selfsigned_cert"]
+    (second,) = im.batch_servers(plan, ["shop"], ["shop"])
+    assert second["vars"]["__ingress_cert"] == model["acme_cert"]
+    (kept,) = im.batch_servers(plan, ["shop"], [])
+    assert kept["vars"]["__ingress_cert"] == model["selfsigned_cert"]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r, m: r["exists"].update({m["vhost"]: True}),  # a server exists: one at a time
+        lambda r, m: r["exists"].clear(),  # no root (check mode of a new host)
+        lambda r, m: r["files"].update(shop={"failed": True, "msg": "template"}),
+    ],
+)
+def test_batch_leaves_other_hostings_to_the_one_at_a_time_path(mutate):
+    plan = im.plan([hosting()], BATCH_SETTINGS, PUBLISHED, [])
+    model = plan["models"]["shop"]
+    run = new_run(model)
+    mutate(run, model)
+    assert im.batch(plan, BATCH_SETTINGS, {"shop": ["x"]}, run)["names"] == []
+
+
+def test_batch_keeps_an_existing_stand_in_and_passes_the_eab_key_apart():
+    h = hosting(
+        ingress={"acme_eab_kid": "kid", "acme_eab_hmac_key": "hmac", "acme_email": "a@b.test"}
+    )
+    plan = im.plan([h], BATCH_SETTINGS, PUBLISHED, [])
+    model = plan["models"]["shop"]
+    run = new_run(model)
+    run["certificates"][model["selfsigned_cert"]] = {
+        "exists": True,
+        "dns_names": ["a.test", "b.test"],
+    }
+    batch = im.batch(plan, BATCH_SETTINGS, {"shop": ["x"]}, run)
+    assert batch["selfsigned"] == []
+    (acme,) = batch["acme"]
+    assert acme["eab_conf"] == model["eab_conf"] and acme["eab_kid"] == "kid"
+    assert "hmac" not in acme["argv"] and "kid" not in acme["argv"]
+    assert acme["argv"][acme["argv"].index("--email") + 1] == "a@b.test"
