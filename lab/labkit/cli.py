@@ -60,6 +60,13 @@ def build_parser():
         metavar="SECONDS",
         help="lifetime of certificates Pebble issues (default: Pebble's 5 years)",
     )
+    p.add_argument(
+        "--share-with",
+        default="",
+        metavar="HOST",
+        help="a new host takes lab host HOST's registry password and tenant keys"
+        " (two pod hosts of one provider)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser(

@@ -104,6 +104,8 @@ def summary(name, st, spid):
 def cmd_up(args):
     name = args.name
     check_name(name)
+    if getattr(args, "share_with", ""):
+        check_name(args.share_with)
     if args.release:
         check_release(args.release)
     require_tools()
@@ -142,6 +144,7 @@ def cmd_up(args):
             "phase": "copying",
             "rootfs_hash": recipe_hash(release),
             "cert_validity": args.cert_validity,
+            "share_with": getattr(args, "share_with", ""),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         spid = boot(name, release, st, fresh=True)

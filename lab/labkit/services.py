@@ -116,7 +116,9 @@ def prepare_service_files(name, st):
 
     pwfile = os.path.join(hd, "registry-password")
     if not os.path.exists(pwfile):
-        write_file(pwfile, secrets.token_urlsafe(18) + "\n", 0o600)
+        write_file(
+            pwfile, shared(st, "registry-password") or secrets.token_urlsafe(18) + "\n", 0o600
+        )
     password = read_text(pwfile).strip()
     htpasswd = os.path.join(sd, "htpasswd")
     if not os.path.exists(htpasswd):
@@ -254,14 +256,32 @@ def curl_in_host_net(spid, url, config="", out=None, check=True, args=()):
     return run(nsenter_net(spid, argv), input=config, check=check, capture=True, what=f"GET {url}")
 
 
-def tenant_keys(name, spid):
+def shared(st, relative):
+    """The text of a file of the lab host this one shares its credentials with (``labctl up
+    --share-with``: two pod hosts of one provider, as the move scenario needs: one registry
+    login, the tenants' same keys), or None."""
+    other = st.get("share_with")
+    if not other:
+        return None
+    path = os.path.join(host_dir(other), relative)
+    if not os.path.exists(path):
+        raise LabError(f"--share-with {other}: {path} is missing (boot {other} first)")
+    return read_text(path)
+
+
+def tenant_keys(name, st, spid):
     """SFTP key pairs for the lab's tenants: made once per lab host in its directory
-    (tenant-keys/N and N.pub, for the inventory's sftp.authorized_keys) and copied into
-    the lab host as /root/tenant-keys/N (0600), where the tests' sftp client uses them."""
+    (tenant-keys/N and N.pub, for the inventory's sftp.authorized_keys), or those of the
+    host it shares credentials with, and copied into the lab host as /root/tenant-keys/N
+    (0600), where the tests' sftp client uses them."""
     directory = os.path.join(host_dir(name), "tenant-keys")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     for number in TENANT_KEYS:
         private = os.path.join(directory, str(number))
+        if not os.path.exists(private + ".pub") and st.get("share_with"):
+            for suffix in ("", ".pub"):
+                text = shared(st, f"tenant-keys/{number}{suffix}")
+                write_file(private + suffix, text, 0o600 if not suffix else 0o644)
         if not os.path.exists(private + ".pub"):
             for path in (private, private + ".pub"):
                 if os.path.exists(path):
@@ -310,7 +330,7 @@ def start_services(name, st, spid):
     digest = hashlib.sha256(pebble_root.encode()).hexdigest()[:16]
     host_write(spid, f"{TRUST_DIR}/webhosting-pods-lab-pebble-root-{digest}.crt", pebble_root)
     host_run(spid, ["update-ca-certificates"], capture=True, what="update-ca-certificates")
-    tenant_keys(name, spid)
+    tenant_keys(name, st, spid)
     # the registry answers, and only with credentials
     rc, _, _ = curl_in_host_net(
         spid, f"https://{REGISTRY_HOST}:{REGISTRY_PORT}/v2/", out="/dev/null", check=False

@@ -109,6 +109,11 @@ def ingress_batch_servers(plan, names, issued):
     return im.batch_servers(_plain(plan), _plain(names), _plain(issued))
 
 
+def ingress_move_paths(plan, name, settings):
+    plan = _plain(plan)
+    return im.move_paths(plan["models"][name], _plain(settings))
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -122,6 +127,7 @@ class FilterModule:
             "ingress_plan": ingress_plan,
             "ingress_servers": ingress_servers,
             "ingress_batch": ingress_batch,
+            "ingress_move_paths": ingress_move_paths,
             "ingress_batch_servers": ingress_batch_servers,
             "ingress_todo": ingress_todo,
         }

@@ -278,3 +278,16 @@ def batch_servers(plan, names, issued):
         )
         for name in names
     ]
+
+
+def move_paths(model, settings):
+    """What moves with a hosting to another pod host (playbooks/move.yml) of its ingress:
+    the self-signed stand-in and certbot's lineage (the account it names is added by the
+    move module). The nginx server is written again on the new host."""
+    letsencrypt = settings["letsencrypt_dir"]
+    return [
+        model["selfsigned_dir"],
+        f"{letsencrypt}/live/{model['name']}",
+        f"{letsencrypt}/archive/{model['name']}",
+        model["renewal_conf"],
+    ]

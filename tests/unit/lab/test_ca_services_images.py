@@ -106,6 +106,25 @@ def test_prepare_service_files(lab):
     assert "certificateValidityPeriod" not in pebble
 
 
+@needs_openssl
+@needs_htpasswd
+def test_a_host_sharing_credentials_takes_the_others_password_and_keys(lab):
+    first, second = lab.host_dir("move-a"), lab.host_dir("move-b")
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    password = services.prepare_service_files("move-a", {})
+    assert services.prepare_service_files("move-b", {"share_with": "move-a"}) == password
+    check = ["htpasswd", "-v", "-b", str(second / "services" / "htpasswd"), "labuser", password]
+    assert subprocess.run(check, capture_output=True).returncode == 0
+    (first / "tenant-keys").mkdir()
+    (first / "tenant-keys" / "1").write_text("private\n")
+    (first / "tenant-keys" / "1.pub").write_text("ssh-ed25519 AAAA lab tenant 1 of move-a\n")
+    assert services.shared({"share_with": "move-a"}, "tenant-keys/1.pub").startswith("ssh-ed25519")
+    assert services.shared({}, "tenant-keys/1.pub") is None
+    with pytest.raises(services.LabError, match="boot move-c first"):
+        services.shared({"share_with": "move-c"}, "registry-password")
+
+
 @pytest.mark.skipif(
     not any(shutil.which(b) for b in ("/usr/bin/docker-registry", "/usr/bin/registry")),
     reason="docker-registry not installed",
