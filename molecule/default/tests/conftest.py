@@ -78,19 +78,31 @@ def lab(request):
     return testinfra.host.Host(LabBackend(request.param))
 
 
-def run_playbook(hosts, *args, extra_vars=None, timeout=1800):
+@pytest.fixture(name="lab_host", scope="session")
+def lab_host_fixture():
+    """lab_host(NAME) -> a testinfra Host for that lab host (a check that needs two)."""
+    return lambda name: testinfra.host.Host(LabBackend(name))
+
+
+@pytest.fixture(name="project", scope="session")
+def project_fixture():
+    """(project directory, the scenario's inventory file)."""
+    return PROJECT, INVENTORY
+
+
+def run_playbook(hosts, *args, extra_vars=None, timeout=1800, inventory=None):
     """Run site.yml against lab hosts, as an admin would; return (rc, stats, output).
 
     hosts is a name or a list (one run for all: the hosts converge in parallel); stats maps
     each host to its recap (ok, changed, failures, ...) from the json callback; extra_vars
-    (a dict) is passed as a file with -e @FILE.
+    (a dict) is passed as a file with -e @FILE; inventory replaces the scenario's.
     """
     hosts = [hosts] if isinstance(hosts, str) else list(hosts)
     env = dict(os.environ)
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.json"
     env.setdefault("ANSIBLE_CONFIG", str(PROJECT / "ansible.cfg"))
     env["PATH"] = f"{PROJECT / 'lab' / 'bin'}:{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    argv = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "site.yml")]
+    argv = ["ansible-playbook", "-i", str(inventory or INVENTORY), str(PROJECT / "site.yml")]
     argv += ["--limit", ",".join(hosts)]
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as varfile:
         if extra_vars is not None:
