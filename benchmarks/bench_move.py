@@ -135,13 +135,14 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
     for name in (NEW, OLD):
         subprocess.run([str(LABCTL), "down", name], check=True, capture_output=True)
+    # labctl's own output (and its error, if any) goes to stderr
     subprocess.run(
-        [str(LABCTL), "up", OLD, "--release", args.from_release], check=True, capture_output=True
+        [str(LABCTL), "up", OLD, "--release", args.from_release], check=True, stdout=sys.stderr
     )
     subprocess.run(
         [str(LABCTL), "up", NEW, "--release", args.to_release, "--share-with", OLD],
         check=True,
-        capture_output=True,
+        stdout=sys.stderr,
     )
     hostings = [hosting(f"mv{size}", 21001 + i) for i, size in enumerate(sizes)]
     results = []

@@ -77,6 +77,27 @@ def ensure_tun():
     if st.st_mode & 0o777 != 0o666:
         os.chmod(tun, 0o666)
         say(f"chmod 0666 {tun} (slirp4netns/pasta of rootless podman need it)")
+    ensure_inotify()
+
+
+# The lab hosts share this machine's kernel and its root's inotify instances (their
+# /proc/sys is read-only): each hosting's two trigger path units take one each in a lab
+# host's systemd, so the 128 of a default Debian stop at about 60 hostings across all lab
+# hosts. The host role raises the same limit on a real pod host.
+INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+INOTIFY_MIN = 1024
+
+
+def ensure_inotify(path=INOTIFY_INSTANCES, minimum=INOTIFY_MIN):
+    try:
+        with open(path, encoding="ascii") as handle:
+            current = int(handle.read().strip())
+    except (OSError, ValueError):
+        return
+    if current < minimum:
+        with open(path, "w", encoding="ascii") as handle:  # a sysctl: written in place
+            handle.write(f"{minimum}\n")
+        say(f"fs.inotify.max_user_instances {current} -> {minimum} (lab hosts' trigger units)")
 
 
 def cmd_build(args):

@@ -179,3 +179,16 @@ def test_nsenter_shim_refuses_pid_1_and_nonsense(target):
     assert proc.returncode == 1
     assert "nsenter (labctl shim): refusing target" in proc.stderr
     assert "PID 1 is this machine" in proc.stderr
+
+
+def test_ensure_inotify_raises_a_low_limit_only(tmp_path):
+    from labkit import commands
+
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    commands.ensure_inotify(str(limit), 1024)
+    assert limit.read_text() == "1024\n"
+    limit.write_text("8192\n")
+    commands.ensure_inotify(str(limit), 1024)
+    assert limit.read_text() == "8192\n"
+    commands.ensure_inotify(str(tmp_path / "missing"), 1024)  # no such sysctl: left alone
