@@ -9,10 +9,16 @@ Pure Python, no Ansible import; plugins/filter/ingress.py hands it to the ingres
 `settings` holds the role's variables without their `ingress_` prefix (roles/ingress/vars).
 """
 
+import re
+
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
 
 # The group of the shared nginx settings in the host-wide comparison (not a hosting name).
 SHARED_GROUP = "nginx shared settings"
+# Idle upstream connections per nginx worker and hosting (each holds a forwarder connection
+# and one of the app's): more would only tie up the app's workers.
+MAX_KEEPALIVE = 256
+DEFAULTS = {"upstream_keepalive": 0, "upstream_keepalive_timeout": "4s"}
 
 
 def layout(hosting, settings, published):
@@ -26,6 +32,7 @@ def layout(hosting, settings, published):
         )
     ports = [int(port) for port in paths["sockets"]]
     upstream = int(opts.get("upstream_port", ports[0] if ports else 0))
+    keepalive = _checked(name, opts, settings, "upstream_keepalive", _connections)
     letsencrypt = settings["letsencrypt_dir"]
     selfsigned_dir = f"{settings['certificate_dir']}/{name}"
     source = opts.get("certificate_source", settings["certificate_source"])
@@ -39,6 +46,10 @@ def layout(hosting, settings, published):
         "ports": ports,
         "upstream_port": upstream,
         "upstream_socket": paths["sockets"].get(str(upstream), ""),
+        # nginx `upstream` block (only with keep-alive): the hosting name is unique
+        "upstream_name": f"webhosting_pods_{name}",
+        "keepalive": keepalive,
+        "keepalive_timeout": _checked(name, opts, settings, "upstream_keepalive_timeout", _time),
         "domains": list(hosting.get("domains") or []),
         "vhost": f"{settings['vhost_dir']}/{name}.conf",
         "cert_source": source,
@@ -59,6 +70,33 @@ def layout(hosting, settings, published):
             opts.get("keep_certificate", settings["keep_certificate_on_removal"])
         ),
     }
+
+
+def _checked(name, opts, settings, key, check):
+    """A per-hosting ingress option or the role's default, checked: the error names the
+    field it came from."""
+    if key in opts:
+        field, value = f"ingress.{key}", opts[key]
+    else:
+        field, value = f"ingress_{key}", settings.get(key, DEFAULTS[key])
+    try:
+        return check(value)
+    except ValueError as e:
+        raise hm.HostingError(f"hosting {name}: {field}: {value!r} {e}") from None
+
+
+def _connections(value):
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) > MAX_KEEPALIVE:
+        raise ValueError(f"is not a number of connections from 0 (off) to {MAX_KEEPALIVE}")
+    return int(text)
+
+
+def _time(value):
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]{1,6}(ms|s|m|h)?", text):
+        raise ValueError("is not an nginx time like 4s or 500ms")
+    return text
 
 
 def probe(model, settings):

@@ -474,3 +474,24 @@ def test_notes_keeps_its_data_across_a_restart(notes, sftp, wait_until):
     )
     browser, (code, body) = notes_login(notes, "correct horse battery")
     assert code == 200 and "BUY MILK" in body, (code, body[-2000:])
+
+
+def test_nginx_keeps_connections_to_notes_alive_and_lets_them_go(notes, wait_until):
+    """ingress.upstream_keepalive: 8 for notes (8 s), none for shop."""
+    sockets = {name: f"/run/webhosting-pods/{name}/8080" for name in TENANTS}
+
+    def connected(name):
+        # the forwarder's side of each connection nginx holds to the hosting's socket
+        out = notes.check_output("ss -xHn state connected")
+        return sum(1 for line in out.splitlines() if f" {sockets[name]} " in line)
+
+    browser = Browser(notes, NOTES, "keepalive")
+    for _ in range(6):
+        code, body = browser.get("/")
+        assert code == 401 and "log in" in body, (code, body[-2000:])
+    kept = connected("notes")
+    assert 1 <= kept <= 8 * 4, kept  # idle, reused: not one per request, at most 8 per worker
+    code, _ = Browser(notes, SHOP, "no-keepalive").get("/")
+    assert code == 200
+    assert connected("shop") == 0  # without keep-alive, nothing stays open
+    wait_until("the idle connections to notes closed", lambda: connected("notes") == 0, 30, 1)

@@ -56,6 +56,45 @@ def test_hosting_model_and_ingress_agree_on_the_socket():
     )
 
 
+def test_keepalive_to_the_pod_is_off_unless_asked_for():
+    model = im.layout(hosting(), SETTINGS, PUBLISHED)
+    assert (model["keepalive"], model["keepalive_timeout"]) == (0, "4s")
+    assert model["upstream_name"] == "webhosting_pods_shop"
+    settings = {**SETTINGS, "upstream_keepalive": "8", "upstream_keepalive_timeout": "3s"}
+    assert im.layout(hosting(), settings, PUBLISHED)["keepalive"] == 8
+    model = im.layout(
+        hosting(ingress={"upstream_keepalive": 0, "upstream_keepalive_timeout": "500ms"}),
+        settings,
+        PUBLISHED,
+    )
+    assert (model["keepalive"], model["keepalive_timeout"]) == (0, "500ms")
+
+
+@pytest.mark.parametrize(
+    ("ingress", "settings", "message"),
+    [
+        ({"upstream_keepalive": -1}, {}, "ingress.upstream_keepalive: -1 is not a number"),
+        ({"upstream_keepalive": "many"}, {}, "ingress.upstream_keepalive: 'many' is not"),
+        ({"upstream_keepalive": True}, {}, "ingress.upstream_keepalive: True is not"),
+        (
+            {"upstream_keepalive": 257},
+            {},
+            "ingress.upstream_keepalive: 257 is not a number of connections from 0 \\(off\\) to"
+        ),
+        ({}, {"upstream_keepalive": "8 ; x"}, "ingress_upstream_keepalive: '8 ; x' is not"),
+        (
+            {"upstream_keepalive_timeout": "4s; proxy_pass x"},
+            {},
+            "ingress.upstream_keepalive_timeout: '4s; proxy_pass x' is not an nginx time",
+        ),
+        ({}, {"upstream_keepalive_timeout": "soon"}, "ingress_upstream_keepalive_timeout: 'soon'"),
+    ],
+)
+def test_a_bad_keepalive_setting_is_named(ingress, settings, message):
+    with pytest.raises(hm.HostingError, match=f"^hosting shop: {message}"):
+        im.layout(hosting(ingress=ingress), {**SETTINGS, **settings}, PUBLISHED)
+
+
 def test_a_hosting_that_published_nothing_is_an_error():
     with pytest.raises(hm.HostingError, match="hosting blog: the hosting role published no paths"):
         im.layout(hosting(name="blog"), SETTINGS, PUBLISHED)
