@@ -18,7 +18,6 @@ SHARED_GROUP = "nginx shared settings"
 # Idle upstream connections per nginx worker and hosting (each holds a forwarder connection
 # and one of the app's): more would only tie up the app's workers.
 MAX_KEEPALIVE = 256
-DEFAULTS = {"upstream_keepalive": 0, "upstream_keepalive_timeout": "4s"}
 
 
 def layout(hosting, settings, published):
@@ -78,7 +77,7 @@ def _checked(name, opts, settings, key, check):
     if key in opts:
         field, value = f"ingress.{key}", opts[key]
     else:
-        field, value = f"ingress_{key}", settings.get(key, DEFAULTS[key])
+        field, value = f"ingress_{key}", settings[key]
     try:
         return check(value)
     except ValueError as e:

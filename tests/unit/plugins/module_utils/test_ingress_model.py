@@ -16,6 +16,8 @@ SETTINGS = {
     "acme_eab_kid": "",
     "acme_eab_hmac_key": "",
     "keep_certificate_on_removal": True,
+    "upstream_keepalive": 0,
+    "upstream_keepalive_timeout": "4s",
 }
 PUBLISHED = {
     "shop": {
