@@ -32,6 +32,8 @@ def layout(hosting, settings, published):
     ports = [int(port) for port in paths["sockets"]]
     upstream = int(opts.get("upstream_port", ports[0] if ports else 0))
     keepalive = _checked(name, opts, settings, "upstream_keepalive", _connections)
+    upstream_socket = paths["sockets"].get(str(upstream), "")
+    upstream_name = f"webhosting_pods_{name}"
     letsencrypt = settings["letsencrypt_dir"]
     selfsigned_dir = f"{settings['certificate_dir']}/{name}"
     source = opts.get("certificate_source", settings["certificate_source"])
@@ -44,10 +46,15 @@ def layout(hosting, settings, published):
         "www": paths["www"],
         "ports": ports,
         "upstream_port": upstream,
-        "upstream_socket": paths["sockets"].get(str(upstream), ""),
+        "upstream_socket": upstream_socket,
         # nginx `upstream` block (only with keep-alive): the hosting name is unique
-        "upstream_name": f"webhosting_pods_{name}",
+        "upstream_name": upstream_name,
         "keepalive": keepalive,
+        # With keep-alive nginx goes through the upstream block and must not send
+        # "Connection: close"; without, straight to the socket, as before.
+        "proxy_pass": f"http://{upstream_name}" if keepalive else f"http://unix:{upstream_socket}:",
+        "proxy_connection": "$webhosting_pods_connection_"
+        + ("keepalive" if keepalive else "upgrade"),
         "keepalive_timeout": _checked(name, opts, settings, "upstream_keepalive_timeout", _time),
         "domains": list(hosting.get("domains") or []),
         "vhost": f"{settings['vhost_dir']}/{name}.conf",

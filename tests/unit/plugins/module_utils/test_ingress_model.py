@@ -62,8 +62,14 @@ def test_keepalive_to_the_pod_is_off_unless_asked_for():
     model = im.layout(hosting(), SETTINGS, PUBLISHED)
     assert (model["keepalive"], model["keepalive_timeout"]) == (0, "4s")
     assert model["upstream_name"] == "webhosting_pods_shop"
+    socket = model["upstream_socket"]
+    assert model["proxy_pass"] == f"http://unix:{socket}:"
+    assert model["proxy_connection"] == "$webhosting_pods_connection_upgrade"
     settings = {**SETTINGS, "upstream_keepalive": "8", "upstream_keepalive_timeout": "3s"}
-    assert im.layout(hosting(), settings, PUBLISHED)["keepalive"] == 8
+    model = im.layout(hosting(), settings, PUBLISHED)
+    assert model["keepalive"] == 8
+    assert model["proxy_pass"] == "http://webhosting_pods_shop"
+    assert model["proxy_connection"] == "$webhosting_pods_connection_keepalive"
     model = im.layout(
         hosting(ingress={"upstream_keepalive": 0, "upstream_keepalive_timeout": "500ms"}),
         settings,
