@@ -15,7 +15,7 @@ Every hosting runs the lab image registry.example.test:5000/lab/httpd:1 (busybox
 from the lab registry with auth, one socket port, a hostPath volume.
 
     .venv/bin/python benchmarks/bench_hostings.py [--counts 1,10,30] [--release bookworm]
-        [--host bench-hostings] [--keep]
+        [--host bench-hostings] [--keep] [--workdir DIR]
 
 Prints one line per measurement and a JSON summary at the end. Needs root (labctl) and
 the virtualenv (make venv collection). Figures go to docs/benchmarks.md.
@@ -24,6 +24,7 @@ Targets (issue 4): no-op re-run of 30 hostings <= 60 s; one changed hosting <= 1
 """
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -38,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LABCTL = ROOT / "lab" / "labctl"
 IMAGE = "registry.example.test:5000/lab/httpd:1"
 FIRST_UID = 20001
+# how many of the slowest tasks of each run are listed
+SLOWEST = 8
 
 # Process names that are the hosting's own machinery, not the tenant's application.
 OVERHEAD = {
@@ -151,7 +154,20 @@ def playbook(inventory, *args):
             if any(r.get("changed") for r in task["hosts"].values())
         }
     )
+    # where the time of the run went: its slowest tasks (the json callback's durations)
+    durations = []
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            duration = task["task"].get("duration") or {}
+            if duration.get("start") and duration.get("end"):
+                seconds = (_when(duration["end"]) - _when(duration["start"])).total_seconds()
+                durations.append((round(seconds, 1), task["task"]["name"]))
+    stat["slowest_tasks"] = sorted(durations, reverse=True)[:SLOWEST]
     return elapsed, stat
+
+
+def _when(stamp):
+    return datetime.datetime.fromisoformat(stamp.rstrip("Z"))
 
 
 def lab(host, script):
@@ -203,7 +219,9 @@ def run_count(count, args):
     subprocess.run([str(LABCTL), "down", host], check=True, capture_output=True)
     cmd = [str(LABCTL), "up", host, "--release", args.release]
     subprocess.run(cmd, check=True, capture_output=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        # --workdir keeps the inventory, to re-run or profile site.yml on the kept host
+        tmp = args.workdir or scratch
         inventory, group_vars = write_inventory(Path(tmp), host, count)
         result = {"hostings": count, "release": args.release}
         result["first_converge_s"], stat = playbook(inventory)
@@ -259,6 +277,7 @@ def main():
     parser.add_argument("--host", default="bench-hostings")
     parser.add_argument("--settle", type=int, default=20, help="seconds idle before memory")
     parser.add_argument("--keep", action="store_true", help="leave the last lab host up")
+    parser.add_argument("--workdir", help="write the inventory here (kept) instead of a temp dir")
     args = parser.parse_args()
     results = [run_count(int(n), args) for n in args.counts.split(",")]
     print(json.dumps(results, indent=1))
