@@ -17,6 +17,9 @@ description:
     M(community.crypto.x509_certificate_info) take one path per call).
   - Units are read with C(systemctl show), one process for the system manager and one per
     running user manager. A user manager that does not run is not started.
+  - A user manager is asked by C(systemctl --user) run as its user with C(setpriv) (uid,
+    gid, no other groups, no new privileges) on the user's own bus; without C(setpriv),
+    through C(systemctl --user --machine=NAME@), which opens a PAM session each time.
 options:
   system_units:
     description: Units of the system manager to read.
@@ -32,7 +35,7 @@ options:
     default: []
     suboptions:
       name:
-        description: User name (for C(systemctl --user --machine=NAME@)).
+        description: User name (for C(systemctl --user --machine=NAME@) without C(setpriv)).
         type: str
         required: true
       uid:
@@ -214,7 +217,8 @@ def main():
     p = module.params
     systemctl = module.get_bin_path("systemctl", required=bool(p["system_units"] or p["users"]))
     try:
-        system, users = read_units(systemctl, p["system_units"], p["users"])
+        setpriv = module.get_bin_path("setpriv") if p["users"] else None
+        system, users = read_units(systemctl, p["system_units"], p["users"], setpriv=setpriv)
         acls = read_acls(p["acls"])
         certificates = read_certificates(p["certificates"])
         facts = {}

@@ -6,7 +6,10 @@ molecule (the roles decide from it what to converge)."""
 
 import datetime
 import os
+import pwd
+import shutil
 import struct
+import tempfile
 
 import pytest
 from ansible_collections.webhosting.pods.plugins.module_utils import host_state
@@ -290,3 +293,43 @@ def test_exists_does_not_follow_a_symlink(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     paths = [str(tmp_path / "dangling"), str(tmp_path / "nowhere")]
     assert exists(paths) == {paths[0]: True, paths[1]: False}
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
+def test_a_user_manager_is_asked_as_its_user_on_its_own_bus():
+    """Real setpriv, a stand-in systemctl that reports who runs it and with what."""
+    account = pwd.getpwnam("nobody")
+    directory = tempfile.mkdtemp()
+    try:
+        os.chmod(directory, 0o755)
+        systemctl = os.path.join(directory, "systemctl")
+        with open(systemctl, "w", encoding="utf-8") as handle:
+            handle.write(
+                "#!/bin/sh\n"
+                'printf "Id=probe\\nUid=%s\\nGid=%s\\nGroups=%s\\n'
+                'Runtime=%s\\nHome=%s\\nArgs=%s\\n"'
+                ' "$(id -u)" "$(id -g)" "$(id -G)" "$XDG_RUNTIME_DIR" "${HOME-unset}" "$*"\n'
+            )
+        os.chmod(systemctl, 0o755)
+        users = [
+            {"name": "nobody", "uid": account.pw_uid, "units": ["webhosting-pod.service"]},
+            {"name": "gone", "uid": 4000000000, "units": ["webhosting-pod.service"]},
+        ]
+        (probe, problem), (nothing, gone) = host_state.show_users(
+            systemctl, users, setpriv=shutil.which("setpriv")
+        )
+    finally:
+        shutil.rmtree(directory)
+    assert problem is None
+    assert probe["probe"] == {
+        "Id": "probe",
+        "Uid": str(account.pw_uid),
+        "Gid": str(account.pw_gid),
+        "Groups": str(account.pw_gid),  # no supplementary group of root's
+        "Runtime": f"/run/user/{account.pw_uid}",
+        "Home": "unset",  # nothing of root's environment
+        "Args": "--user " + " ".join(SHOW + ["webhosting-pod.service"]),
+    }
+    assert (nothing, gone) == ({}, "no account with uid 4000000000")
