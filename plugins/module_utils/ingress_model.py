@@ -36,8 +36,9 @@ def layout(hosting, settings, published):
     upstream_name = f"webhosting_pods_{name}"
     letsencrypt = settings["letsencrypt_dir"]
     selfsigned_dir = f"{settings['certificate_dir']}/{name}"
-    source = opts.get("certificate_source", settings["certificate_source"])
-    return {
+    source = _checked(name, opts, settings, "certificate_source", _source)
+    _checked(name, opts, settings, "client_max_body_size", _size)
+    model = {
         "name": name,
         "uid": int(hosting["uid"]),
         "state": hosting.get("state", "present"),
@@ -76,15 +77,80 @@ def layout(hosting, settings, published):
             opts.get("keep_certificate", settings["keep_certificate_on_removal"])
         ),
     }
+    _check(model)
+    return model
+
+
+# static_paths[].prefix: an absolute URL path nginx matches literally; .dir: a path below
+# www/ (no '..', checked by parts).
+_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]*")
+_DIR = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def _check(model):
+    """The ingress settings of one hosting that the templates and nginx rely on: a
+    HostingError names the hosting, the field and the problem."""
+    name, opts = model["name"], model["opts"]
+
+    def fail(field, problem):
+        raise hm.HostingError(f"hosting {name}: {field}: {problem}")
+
+    if model["state"] != "absent" and not model["domains"]:
+        fail("domains", "a hosting needs at least one domain for its nginx server")
+    if model["cert_source"] == "files":
+        for key in ("certificate_file", "certificate_key_file"):
+            if not opts.get(key):
+                fail(f"ingress.{key}", "is needed with certificate_source files")
+    if model["upstream_port"] not in model["ports"]:
+        fail(
+            "ingress.upstream_port",
+            f"{model['upstream_port']!r} is not one of the hosting's socket ports {model['ports']}",
+        )
+    static = opts.get("static_paths") or []
+    if not isinstance(static, list):
+        fail("ingress.static_paths", "is not a list")
+    for i, entry in enumerate(static):
+        field = f"ingress.static_paths[{i}]"
+        if not isinstance(entry, dict):
+            fail(field, "is not a mapping with prefix (and dir)")
+        prefix = entry.get("prefix")
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            fail(f"{field}.prefix", f"{prefix!r} is not an absolute URL path (/[A-Za-z0-9._~/-]*)")
+        if "dir" in entry:
+            folder = entry["dir"]
+            if not isinstance(folder, str) or not _DIR.fullmatch(folder):
+                fail(f"{field}.dir", f"{folder!r} is not a relative path below www/")
+            if ".." in folder.split("/"):
+                fail(f"{field}.dir", f"{folder!r} goes up with '..'")
+    if model["cert_source"] == "acme" and not str(model["acme_directory"]).startswith("https://"):
+        fail(_field(opts, "acme_directory"), f"{model['acme_directory']!r} is not an https URL")
+    if bool(model["acme_eab_kid"]) != bool(model["acme_eab_hmac_key"]):
+        fields = f"{_field(opts, 'acme_eab_kid')}, {_field(opts, 'acme_eab_hmac_key')}"
+        fail(fields, "give both (external account binding) or neither")
+
+
+def _field(opts, key):
+    """Where a setting came from: the hosting's ingress entry or the role's variable."""
+    return f"ingress.{key}" if key in opts else f"ingress_{key}"
+
+
+def _source(value):
+    if value not in ("acme", "files", "selfsigned"):
+        raise ValueError("is not one of acme, files, selfsigned")
+    return value
+
+
+def _size(value):
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]+[kKmMgG]?", str(value)):
+        raise ValueError("is not an nginx size like 64m")
+    return value
 
 
 def _checked(name, opts, settings, key, check):
     """A per-hosting ingress option or the role's default, checked: the error names the
     field it came from."""
-    if key in opts:
-        field, value = f"ingress.{key}", opts[key]
-    else:
-        field, value = f"ingress_{key}", settings[key]
+    field = _field(opts, key)
+    value = opts[key] if key in opts else settings[key]
     try:
         return check(value)
     except ValueError as e:

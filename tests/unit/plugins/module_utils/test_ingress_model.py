@@ -18,6 +18,7 @@ SETTINGS = {
     "keep_certificate_on_removal": True,
     "upstream_keepalive": 0,
     "upstream_keepalive_timeout": "4s",
+    "client_max_body_size": "64m",
 }
 PUBLISHED = {
     "shop": {
@@ -87,7 +88,7 @@ def test_keepalive_to_the_pod_is_off_unless_asked_for():
         (
             {"upstream_keepalive": 257},
             {},
-            "ingress.upstream_keepalive: 257 is not a number of connections from 0 \\(off\\) to"
+            "ingress.upstream_keepalive: 257 is not a number of connections from 0 \\(off\\) to",
         ),
         ({}, {"upstream_keepalive": "8 ; x"}, "ingress_upstream_keepalive: '8 ; x' is not"),
         (
@@ -101,6 +102,81 @@ def test_keepalive_to_the_pod_is_off_unless_asked_for():
 def test_a_bad_keepalive_setting_is_named(ingress, settings, message):
     with pytest.raises(hm.HostingError, match=f"^hosting shop: {message}"):
         im.layout(hosting(ingress=ingress), {**SETTINGS, **settings}, PUBLISHED)
+
+
+@pytest.mark.parametrize(
+    ("entry", "settings", "message"),
+    [
+        ({"domains": []}, {}, "domains: a hosting needs at least one domain"),
+        (
+            {"ingress": {"certificate_source": "ftp"}},
+            {},
+            "ingress.certificate_source: 'ftp' is not",
+        ),
+        ({}, {"certificate_source": "self"}, "ingress_certificate_source: 'self' is not one of"),
+        (
+            {"ingress": {"certificate_source": "files", "certificate_file": "/c.crt"}},
+            {},
+            "ingress.certificate_key_file: is needed with certificate_source files",
+        ),
+        (
+            {"ingress": {"upstream_port": 8081}},
+            {},
+            "ingress.upstream_port: 8081 is not one of the hosting's socket ports \\[8080, 9000\\]",
+        ),
+        (
+            {"ingress": {"static_paths": [{"prefix": "/s/"}, {"prefix": "s/"}]}},
+            {},
+            "ingress.static_paths\\[1\\].prefix: 's/' is not an absolute URL path",
+        ),
+        (
+            {"ingress": {"static_paths": [{"prefix": "/s/ ; root /"}]}},
+            {},
+            "ingress.static_paths\\[0\\].prefix: '/s/ ; root /' is not",
+        ),
+        (
+            {"ingress": {"static_paths": [{"prefix": "/s/", "dir": "/etc"}]}},
+            {},
+            "ingress.static_paths\\[0\\].dir: '/etc' is not a relative path below www/",
+        ),
+        (
+            {"ingress": {"static_paths": [{"prefix": "/s/", "dir": "a/../.."}]}},
+            {},
+            "ingress.static_paths\\[0\\].dir: 'a/../..' goes up with '..'",
+        ),
+        ({"ingress": {"static_paths": "/s/"}}, {}, "ingress.static_paths: is not a list"),
+        ({"ingress": {"client_max_body_size": "1g;"}}, {}, "ingress.client_max_body_size: '1g;'"),
+        ({}, {"client_max_body_size": "lots"}, "ingress_client_max_body_size: 'lots' is not an"),
+        (
+            {"ingress": {"acme_directory": "http://ca.test/dir"}},
+            {},
+            "ingress.acme_directory: 'http://ca.test/dir' is not an https URL",
+        ),
+        (
+            {},
+            {"acme_eab_kid": "kid"},
+            "ingress_acme_eab_kid, ingress_acme_eab_hmac_key: give both .* or neither",
+        ),
+    ],
+)
+def test_a_bad_ingress_setting_is_named(entry, settings, message):
+    with pytest.raises(hm.HostingError, match=f"^hosting shop: {message}"):
+        im.layout(hosting(**entry), {**SETTINGS, **settings}, PUBLISHED)
+
+
+def test_good_ingress_settings_pass():
+    opts = {
+        "certificate_source": "files",
+        "certificate_file": "/c.crt",
+        "certificate_key_file": "/c.key",
+        "static_paths": [{"prefix": "/static/", "dir": "public/static"}, {"prefix": "/"}],
+        "client_max_body_size": "512M",
+        "acme_eab_kid": "kid",
+        "acme_eab_hmac_key": "key",
+    }
+    assert im.layout(hosting(ingress=opts), SETTINGS, PUBLISHED)["cert_source"] == "files"
+    # an absent hosting needs no domains any more
+    assert im.layout(hosting(domains=[], state="absent"), SETTINGS, PUBLISHED)["domains"] == []
 
 
 def test_a_hosting_that_published_nothing_is_an_error():
