@@ -44,6 +44,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         self._texts = {}
+        self._paths = {}
         args = dict(self._task.args)
         try:
             if args.get("paths"):
@@ -116,15 +117,21 @@ class ActionModule(ActionBase):
             return None
         return parts[:-1]
 
+    def _path(self, name):
+        """The role's template file of that name, looked up once per run."""
+        if name not in self._paths:
+            self._paths[name] = self._find_needle("templates", name)
+        return self._paths[name]
+
     def _text(self, name):
-        path = self._find_needle("templates", name)
+        path = self._path(name)
         if path not in self._texts:
             with open(path, encoding="utf-8") as handle:
                 self._texts[path] = handle.read()
         return self._texts[path]
 
     def _templar_for(self, name, extra, task_vars):
-        path = self._find_needle("templates", name)
+        path = self._path(name)
         generated = generate_ansible_template_vars(name, path)
         if "ansible_managed" in task_vars:
             generated.pop("ansible_managed", None)

@@ -113,12 +113,12 @@ def show(argv, env=None):
     return parse_show(proc.stdout), None
 
 
-def as_user(setpriv, systemctl, user, getpwuid=pwd.getpwuid):
+def as_user(setpriv, systemctl, user):
     """(argv, env) of `systemctl --user` run as the user on its own bus; (None, problem)
     when the uid has no account (its manager cannot run either)."""
     uid = int(user["uid"])
     try:
-        gid = getpwuid(uid).pw_gid
+        gid = pwd.getpwuid(uid).pw_gid
     except KeyError:
         return None, f"no account with uid {uid}"
     argv = [
@@ -131,12 +131,15 @@ def as_user(setpriv, systemctl, user, getpwuid=pwd.getpwuid):
         systemctl,
         "--user",
     ]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
-    env["XDG_RUNTIME_DIR"] = f"/run/user/{uid}"
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LC_ALL": "C",
+        "XDG_RUNTIME_DIR": f"/run/user/{uid}",
+    }
     return argv, env
 
 
-def show_users(systemctl, users, show=show, setpriv=None, getpwuid=pwd.getpwuid):
+def show_users(systemctl, users, show=show, setpriv=None):
     """(units, problem) of `systemctl show` in each user's manager, in the order given:
     as the user with setpriv, else through `--machine=NAME@`."""
     if not users:
@@ -145,7 +148,7 @@ def show_users(systemctl, users, show=show, setpriv=None, getpwuid=pwd.getpwuid)
     def ask(user):
         if setpriv is None:
             return show([systemctl, "--user", f"--machine={user['name']}@"] + SHOW + user["units"])
-        argv, env = as_user(setpriv, systemctl, user, getpwuid)
+        argv, env = as_user(setpriv, systemctl, user)
         if argv is None:
             return {}, env
         return show(argv + SHOW + user["units"], env)
@@ -154,7 +157,7 @@ def show_users(systemctl, users, show=show, setpriv=None, getpwuid=pwd.getpwuid)
         return list(pool.map(ask, users))
 
 
-def read_units(systemctl, system_units, users, show=show, setpriv=None, getpwuid=pwd.getpwuid):
+def read_units(systemctl, system_units, users, show=show, setpriv=None):
     """(system, users): per unit of ``system_units`` and each user's manager
     ``user@UID.service``, its load, active and file states; per user (dicts of name, uid,
     units), its manager's ActiveState and each unit's, read only when the manager is
@@ -181,8 +184,7 @@ def read_units(systemctl, system_units, users, show=show, setpriv=None, getpwuid
         states[user["name"]] = {"manager": state, "units": {unit: "" for unit in user["units"]}}
         if state == "active" and user["units"]:
             asked.append(user)
-    answers = show_users(systemctl, asked, show, setpriv, getpwuid)
-    for user, (shown, problem) in zip(asked, answers):
+    for user, (shown, problem) in zip(asked, show_users(systemctl, asked, show, setpriv)):
         entry = states[user["name"]]
         if problem:
             entry["error"] = problem

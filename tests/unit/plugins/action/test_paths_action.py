@@ -35,6 +35,7 @@ class Recorder(action.ActionModule):
         self._directory = directory
         self._templar = Templar(loader=DataLoader(), variables=variables)
         self._texts = {}
+        self._paths = {}
         self.passes = []
 
     def _find_needle(self, dirname, needle):
