@@ -372,6 +372,8 @@ def batch(plan, settings, todo, run):
                     "eab_conf": model["eab_conf"] if model["acme_eab_kid"] else "",
                     "eab_kid": model["acme_eab_kid"],
                     "eab_hmac_key": model["acme_eab_hmac_key"],
+                    "server": model["acme_directory"],
+                    "webroot": settings["acme_webroot"],
                 }
             )
         result["servers"].append(server_group(model, certs))

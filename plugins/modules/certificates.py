@@ -10,8 +10,13 @@ version_added: 0.3.0
 description:
 - Makes the self-signed certificate (an EC P-256 key and a certificate for the hosting's domains,
   in a root-only directory) of every item of O(selfsigned) that has none for exactly these
-  domains, and runs certbot for every item of O(acme), one after another (certbot locks its
-  configuration directory).
+  domains, and runs certbot for every item of O(acme).
+- certbot locks its configuration directory for the whole run, so up to O(parallel) runs go
+  side by side, each in a directory of its own below O(letsencrypt_dir) with a copy of
+  certbot's accounts; the lineage it makes there is then moved into O(letsencrypt_dir), its
+  renewal settings with the paths there, so that certbot's timer renews it like any other.
+  The first certificate of each CA (O(acme[].server)), and any hosting that has something
+  of a lineage already, run in O(letsencrypt_dir) itself, one after another.
 - The ingress role uses it for the new hostings of a run; for one hosting it uses community.crypto's
   modules, four calls per certificate.
 - An item that fails is reported under its name; the others go on.
@@ -76,6 +81,24 @@ options:
         type: str
         default: ''
         no_log: true
+      server:
+        description: The ACME directory URL the run asks (the runs of one CA share its account).
+        type: str
+        default: ''
+      webroot:
+        description: >-
+          The webroot of the HTTP-01 challenge; its C(.well-known/acme-challenge) directory is
+          made before runs go side by side.
+        type: path
+        default: ''
+  letsencrypt_dir:
+    description: certbot's configuration directory (the lineages and accounts).
+    type: path
+    default: /etc/letsencrypt
+  parallel:
+    description: How many certbot runs at most go side by side (1 for one after another).
+    type: int
+    default: 4
 attributes:
   check_mode:
     support: none
@@ -126,7 +149,7 @@ failures:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.webhosting.pods.plugins.module_utils.certificates import (
     CertificateError,
-    issue,
+    issue_all,
     selfsigned,
 )
 
@@ -157,12 +180,16 @@ def main():
                     "eab_conf": {"type": "path", "default": ""},
                     "eab_kid": {"type": "str", "default": "", "no_log": True},
                     "eab_hmac_key": {"type": "str", "default": "", "no_log": True},
+                    "server": {"type": "str", "default": ""},
+                    "webroot": {"type": "path", "default": ""},
                 },
             },
+            "letsencrypt_dir": {"type": "path", "default": "/etc/letsencrypt"},
+            "parallel": {"type": "int", "default": 4},
         },
         supports_check_mode=False,
     )
-    made, issued, failures = [], [], {}
+    made, failures = [], {}
     for item in module.params["selfsigned"]:
         try:
             if not item["domains"]:
@@ -173,14 +200,16 @@ def main():
             module.fail_json(msg="self-signed certificates need python3-cryptography")
         except (CertificateError, OSError, ValueError) as exc:
             failures[item["name"]] = f"self-signed certificate: {exc}"
-    for item in module.params["acme"]:
-        if item["name"] in failures:
-            continue
-        try:
-            issue(item)
-            issued.append(item["name"])
-        except (CertificateError, OSError) as exc:
-            failures[item["name"]] = f"ACME certificate: {exc}"
+    if module.params["parallel"] < 1:
+        module.fail_json(
+            msg=f"parallel: {module.params['parallel']} is not a number of runs (1 or more)"
+        )
+    issued, acme_failures = issue_all(
+        [i for i in module.params["acme"] if i["name"] not in failures],
+        module.params["letsencrypt_dir"],
+        module.params["parallel"],
+    )
+    failures.update(acme_failures)
     module.exit_json(changed=bool(made or issued), made=made, issued=issued, failures=failures)
 
 

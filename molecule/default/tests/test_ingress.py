@@ -271,6 +271,25 @@ def test_static_path_survives_a_stopped_pod_which_alone_gets_502(lab, wait_until
     assert all_serving(lab)
 
 
+def test_lineages_issued_side_by_side_read_as_made_in_place(lab):
+    """The first converge asks for the first certificate in /etc/letsencrypt and the others
+    side by side in run directories (webhosting.pods.certificates): their lineages must
+    name /etc/letsencrypt only, and certbot must list every one as valid."""
+    listed = lab.run("certbot certificates")
+    assert listed.rc == 0, listed.stderr
+    assert "invalid" not in (listed.stdout + listed.stderr).lower(), listed.stdout + listed.stderr
+    for name in BY_NAME:
+        conf = lab.check_output(f"cat /etc/letsencrypt/renewal/{q(name)}.conf")
+        assert f"archive_dir = /etc/letsencrypt/archive/{name}\n" in conf, conf
+        assert f"fullchain = /etc/letsencrypt/live/{name}/fullchain.pem\n" in conf, conf
+        assert not re.search(r"^(config|work|logs)_dir\b", conf, re.M), conf
+        assert f"Certificate Name: {name}\n" in listed.stdout
+        target = lab.check_output(f"readlink /etc/letsencrypt/live/{q(name)}/fullchain.pem")
+        assert target.strip().startswith(f"../../archive/{name}/fullchain"), target
+    left = lab.check_output("ls -A /etc/letsencrypt")
+    assert ".webhosting-pods-run-" not in left, left
+
+
 def test_renewal_replaces_certificates_without_a_playbook_run(lab, wait_until):
     """certbot.timer's service renews; the deploy hook reloads nginx."""
     assert lab.service("certbot.timer").is_enabled
