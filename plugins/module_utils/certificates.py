@@ -43,13 +43,7 @@ class CertificateError(Exception):
 def _root_dir(path, mode):
     """``path`` as a root-owned directory with ``mode``, in a root-owned parent; a link
     is refused, never followed."""
-    try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
-        raise CertificateError(f"{path} is not a directory of root")
+    _plain_dir(path, mode)
     os.chmod(path, mode, follow_symlinks=False)
 
 
