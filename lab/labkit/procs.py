@@ -130,6 +130,10 @@ def wait_gone(pids, timeout):
         for p in pids:
             reap(p)
         alive = [p for p in pids if proc_alive(p)]
+        # a child that died after the reap above is a zombie now: reap it before returning
+        for p in pids:
+            if p not in alive:
+                reap(p)
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.2)
