@@ -68,6 +68,9 @@ def _show(value, limit=60):
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, int) and abs(value) >= 10**limit:
+        # repr() of an int past sys.get_int_max_str_digits() raises ValueError
+        return "an integer of more than %d digits" % limit
     if isinstance(value, (int, float)):
         return repr(value)
     return _kind(value)

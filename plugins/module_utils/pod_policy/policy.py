@@ -320,7 +320,7 @@ def _policy_socket_ports(rep, value):
     for raw, entry in value.items():
         path = _key("policy.socket_ports", raw)
         port = raw
-        if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 5:
             port = int(raw)
         if not (_is_int(port) and 1 <= port <= 65535):
             rep.error(path, "%s is not a port number between 1 and 65535" % _show(raw))

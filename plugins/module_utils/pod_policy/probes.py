@@ -81,7 +81,8 @@ def _probe_port(rep, path, value, named_ports):
     if isinstance(value, str):
         if value in named_ports:
             return named_ports[value]
-        if value.isdigit() and 1 <= int(value) <= 65535:
+        # isdigit() is also true of "²" and "٣", which int() refuses: ASCII digits only
+        if value.isascii() and value.isdigit() and len(value) <= 5 and 1 <= int(value) <= 65535:
             return int(value)
         rep.error(
             path,

@@ -379,7 +379,7 @@ def memory_volumes(pod):
     result = []
     for item in str(annotations.get(MEMORY_VOLUMES_ANNOTATION, "")).split(","):
         claim, _, size = item.partition("=")
-        if claim and size.isdigit():
+        if claim and size.isascii() and size.isdigit() and len(size) <= 20:
             result.append((claim, int(size)))
     return result
 

@@ -5,6 +5,7 @@
 None when it is invalid; plus image references, CPU and memory amounts."""
 
 import re
+from decimal import Decimal
 
 from .constants import DIGEST_HEX_LENGTHS, KERNEL_PATHS
 from .messages import _key, _kind, _show
@@ -12,6 +13,11 @@ from .messages import _key, _kind, _show
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 _ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*", re.ASCII)
 _CPU_RE = re.compile(r"([0-9]+(\.[0-9]{1,3})?|[0-9]+m)", re.ASCII)
+# Bounds of CPU and memory amounts: what a cgroup can be given (an int64 of bytes, and far
+# more cores than any host has); a longer text is refused before it is converted.
+MAX_CPUS = 1000000
+MAX_MEMORY_BYTES = 2**63 - 1
+_AMOUNT_MAX_CHARS = 32
 _MEMORY_RE = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?", re.ASCII)
 
 # Image references, after github.com/distribution/reference.
@@ -58,9 +64,8 @@ def _text(rep, path, value, multiline=False):
     if not isinstance(value, str):
         hint = ""
         if isinstance(value, (bool, int, float)):
-            hint = ' (quote it: "%s")' % (
-                ("true" if value else "false") if isinstance(value, bool) else value
-            )
+            shown = _show(value)
+            hint = ' (quote it: "%s")' % shown if shown[0] not in "a" else ""
         rep.error(path, "must be a string, got %s%s" % (_kind(value), hint))
         return None
     if "\x00" in value:
@@ -209,7 +214,13 @@ def _cpu(value):
         if isinstance(value, float) and not value == value:  # NaN
             return None
         value = repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, str) and _CPU_RE.fullmatch(value) and float(value.rstrip("m")) > 0:
+    # at most MAX_CPUS cores: a longer number is no CPU amount and overflows a float
+    if (
+        isinstance(value, str)
+        and len(value) <= _AMOUNT_MAX_CHARS
+        and _CPU_RE.fullmatch(value)
+        and 0 < Decimal(value.rstrip("m")) / (1000 if value.endswith("m") else 1) <= MAX_CPUS
+    ):
         return value
     return None
 
@@ -235,14 +246,21 @@ _MEMORY_FACTORS = {
 def _memory_bytes(text):
     """Bytes of a memory amount :func:`_memory` accepted (``"64Mi"`` -> 67108864)."""
     number = re.match(r"[0-9.]+", text).group(0)
-    return int(float(number) * _MEMORY_FACTORS[text[len(number) :]])
+    # exact decimal arithmetic: a float rounds "0.1Gi" and overflows on long numbers
+    return int(Decimal(number) * _MEMORY_FACTORS[text[len(number) :]])
 
 
 def _memory(value):
+    """``value`` when it is a memory amount of 1 byte to MAX_MEMORY_BYTES, else None."""
     if _is_int(value):
+        if not 0 < value <= MAX_MEMORY_BYTES:
+            return None
         value = str(value)
-    if isinstance(value, str) and _MEMORY_RE.fullmatch(value):
-        number = re.match(r"[0-9.]+", value).group(0)
-        if float(number) > 0:
-            return value
+    if (
+        isinstance(value, str)
+        and len(value) <= _AMOUNT_MAX_CHARS
+        and _MEMORY_RE.fullmatch(value)
+        and 0 < _memory_bytes(value) <= MAX_MEMORY_BYTES
+    ):
+        return value
     return None
