@@ -7,10 +7,14 @@ The computing is done there, in plain Python with unit tests; these filters only
 Ansible's data to it (plain dicts and lists in, plain dicts and lists out).
 """
 
+from pathlib import Path
+
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_checks as hc
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
 from ansible_collections.webhosting.pods.plugins.module_utils import ingress_model as im
+from ansible_collections.webhosting.pods.plugins.module_utils import inventory_checks as ic
 
 
 def _plain(value):
@@ -29,6 +33,25 @@ def _plain(value):
     if isinstance(value, float):
         return float(value)
     return value
+
+
+# The roles' argument specs are the one list of the variables the collection knows.
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+
+def role_variables():
+    """Every option of every role's argument specs (all entry points)."""
+    names = set()
+    for spec_file in sorted(ROLES.glob("*/meta/argument_specs.yml")):
+        specs = yaml.safe_load(spec_file.read_text(encoding="utf-8"))["argument_specs"]
+        for entry in specs.values():
+            names.update(entry.get("options") or {})
+    return names
+
+
+def webhosting_variable_errors(names):
+    """Problems of the inventory's variable names (inventory_checks.variable_errors)."""
+    return ic.variable_errors(_plain(list(names)), role_variables())
 
 
 def hosting_plan(hostings, settings, limit=None):
@@ -71,6 +94,10 @@ def hosting_todo(plan, run):
         if reasons:
             todo[name] = reasons
     return todo
+
+
+def hosting_start_inputs_changed(model, actions):
+    return hc.changed_start_inputs(_plain(model), _plain(actions))
 
 
 def hosting_bringup(plan, todo, run):
@@ -123,6 +150,7 @@ class FilterModule:
             "hosting_renders": hosting_renders,
             "hosting_todo": hosting_todo,
             "hosting_bringup": hosting_bringup,
+            "hosting_start_inputs_changed": hosting_start_inputs_changed,
             "hosting_limits_changed": hosting_limits_changed,
             "ingress_plan": ingress_plan,
             "ingress_servers": ingress_servers,
@@ -130,4 +158,5 @@ class FilterModule:
             "ingress_move_paths": ingress_move_paths,
             "ingress_batch_servers": ingress_batch_servers,
             "ingress_todo": ingress_todo,
+            "webhosting_variable_errors": webhosting_variable_errors,
         }

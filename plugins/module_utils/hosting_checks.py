@@ -10,7 +10,11 @@ host-wide module calls); plugins/filter/hosting.py hands them to the role.
 import re
 
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
-from ansible_collections.webhosting.pods.plugins.module_utils import ssh_keys
+from ansible_collections.webhosting.pods.plugins.module_utils import inventory_checks, ssh_keys
+from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import (
+    PodSpecError,
+    load_policy,
+)
 
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 
@@ -86,12 +90,45 @@ def preflight_errors(hostings, settings, passwd, groups, limit):
             )
         errors += limit_errors(f"{at}.limits", h.get("limits"))
         errors += _sftp_errors(at, h.get("sftp"))
-        for key in h.get("policy") or {}:
-            if key in hm.LAYOUT_KEYS:
-                errors.append(
-                    f"{at}.policy.{key}: is computed from the hosting layout and cannot be set"
-                )
+        errors += inventory_checks.key_errors(at, h)
+        layout_keys = [key for key in h.get("policy") or {} if key in hm.LAYOUT_KEYS]
+        for key in layout_keys:
+            errors.append(
+                f"{at}.policy.{key}: is computed from the hosting layout and cannot be set"
+            )
+        if not layout_keys and isinstance(name, str) and hm.NAME_RE.fullmatch(name):
+            errors += _policy_errors(at, h, settings)
     return errors
+
+
+def _policy_errors(at, h, settings):
+    """The hosting's effective policy (webhosting_policy_defaults, its own `policy`, the
+    layout) loaded by the engine that will enforce it: what pod_spec would refuse after
+    the policy was written, and so stop the pod, is refused here before anything changes."""
+    own = h.get("policy")
+    if own is not None and not isinstance(own, dict):
+        return [f"{at}.policy: must be a mapping of policy keys (docs/system-policy.md)"]
+    defaults = settings.get("policy_defaults")
+    if defaults is not None and not isinstance(defaults, dict):
+        return ["webhosting_policy_defaults: must be a mapping of policy keys"]
+    try:
+        model = hm.layout(h, settings)
+        load_policy(hm.policy(h, settings, model))
+    except PodSpecError as exc:
+        errors = []
+        for line in exc.errors:
+            # "policy.network: ..." is the hosting's own key, or else the defaults'
+            field = line.split(":", 1)[0]
+            top = field[len("policy.") :].split(".", 1)[0].split("[", 1)[0]
+            if top in (own or {}):
+                errors.append(f"{at}.{line}")
+            else:
+                rest = line[len("policy") :]
+                errors.append(f"webhosting_policy_defaults{rest} (hosting {h['name']})")
+        return errors
+    except (AttributeError, KeyError, TypeError, ValueError, hm.HostingError):
+        return []  # the hosting's other fields are wrong: reported by their own checks
+    return []
 
 
 def limit_errors(at, value):
@@ -103,7 +140,7 @@ def limit_errors(at, value):
     errors = []
     for key, item in value.items():
         if key not in hm.LIMIT_KEYS:
-            errors.append(f"{at}.{key}: unknown key (known: {', '.join(hm.LIMIT_KEYS)})")
+            errors.append(inventory_checks.unknown_key(at, key, hm.LIMIT_KEYS))
             continue
         if key != "cpu_weight" and str(item).strip().lower() == "infinity":
             continue
@@ -179,7 +216,7 @@ def _sftp_errors(at, sftp):
     if not isinstance(sftp, dict):
         return [f"{at}.sftp: must be a mapping (authorized_keys, tenant_keys)"]
     errors = [
-        f"{at}.sftp.{key}: unknown key (known: authorized_keys, tenant_keys)"
+        inventory_checks.unknown_key(f"{at}.sftp", key, ("authorized_keys", "tenant_keys"))
         for key in sftp
         if key not in ("authorized_keys", "tenant_keys")
     ]
@@ -225,6 +262,16 @@ def _cron_errors(at, jobs):
                 ' e.g. "*-*-* 03:00:00")'
             )
     return errors
+
+
+def changed_start_inputs(model, actions):
+    """The paths among ``actions`` (a paths group's {path: action}) that the pod unit reads
+    at its start: the policy, the provider's registry login and env files. Sorted; empty
+    when none changed, so that a no-op run restarts nothing."""
+    env_dir = model["provider_env_dir"].rstrip("/") + "/"
+    return sorted(
+        path for path in actions or {} if path in model["start_inputs"] or path.startswith(env_dir)
+    )
 
 
 def todo_reasons(model, run):

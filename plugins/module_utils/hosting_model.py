@@ -164,6 +164,11 @@ def layout(hosting, settings):
         "provider_auth_file": f"{etc_dir}/auth.json",
         "auth_file": f"{state_dir}/auth.json",
         "provider_env_dir": f"{etc_dir}/env",
+        # What the pod unit reads at every start besides the rendered pod and its units: a
+        # converge that changes one of these restarts the running pod (issue 31). The
+        # provider's env files (provider_env_dir) count too; their values are also in the
+        # rendered pod.
+        "start_inputs": [f"{etc_dir}/system.yaml", f"{etc_dir}/auth.json"],
         "ops_file": f"{etc_dir}/ops.json",
         "container_config": container_config,
         # the provider's tenant documentation names the files of a pod NAME so (the pod is

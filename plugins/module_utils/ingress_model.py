@@ -13,6 +13,34 @@ import re
 
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
 
+# The keys of a hosting's `ingress` mapping (docs/ingress.md): what this model and the vhost
+# template read. Anything else there is a typo (inventory_checks, before anything changes);
+# app_socket_ports is refused by the hosting role's preflight with its own message.
+HOSTING_INGRESS_KEYS = (
+    "certificate_source",
+    "certificate_file",
+    "certificate_key_file",
+    "acme_directory",
+    "acme_email",
+    "acme_eab_kid",
+    "acme_eab_hmac_key",
+    "hsts",
+    "hsts_max_age",
+    "hsts_include_subdomains",
+    "tls_protocols",
+    "tls_ciphers",
+    "client_max_body_size",
+    "proxy_connect_timeout",
+    "proxy_read_timeout",
+    "proxy_send_timeout",
+    "upstream_port",
+    "upstream_keepalive",
+    "upstream_keepalive_timeout",
+    "static_paths",
+    "keep_certificate",
+    "app_socket_ports",
+)
+
 # The group of the shared nginx settings in the host-wide comparison (not a hosting name).
 SHARED_GROUP = "nginx shared settings"
 # Idle upstream connections per nginx worker and hosting (each holds a forwarder connection

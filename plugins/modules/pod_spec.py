@@ -476,14 +476,23 @@ def _render_many(module):
     def failure(item, exc):
         if isinstance(exc, _Failed):
             return dict(_without_rendered(exc.result), msg=exc.msg)
-        msg = "%s: %s" % (item["dest"], to_native(exc))
-        return dict(changed=False, dest=item["dest"], errors=[], msg=msg)
+        if isinstance(exc, (IOError, OSError)):
+            msg = "%s: %s" % (item["dest"], to_native(exc))
+        else:
+            # Not an error the engine reports (a bug): still this hosting's failure alone,
+            # named by the tenant's file, never the whole host's.
+            msg = "%s: cannot be checked (%s: %s); the pod keeps what it runs" % (
+                item["src"],
+                type(exc).__name__,
+                to_native(exc),
+            )
+        return dict(changed=False, dest=item["dest"], errors=[msg], msg=msg)
 
     try:
         # A pod that fails is reported in pods; the module itself does not fail for it.
-        batch = run_batch(
-            module.params["renders"], render, (_Failed, IOError, OSError), "renders", failure
-        )
+        # Every exception of one item is that item's: one tenant's file never stops the
+        # rendering of the others (issue 31).
+        batch = run_batch(module.params["renders"], render, Exception, "renders", failure)
     except BatchError as exc:
         module.fail_json(msg=str(exc))
     output = dict(changed=batch.changed, pods=batch.results)

@@ -7,6 +7,7 @@ Every error and warning is one printable line ``FIELD.PATH: problem``; ``_key`` 
 ``_index`` build the field paths, ``_show`` quotes what the tenant wrote, ``_Report``
 collects the lines."""
 
+import difflib
 import re
 
 _SIMPLE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*", re.ASCII)
@@ -101,3 +102,12 @@ class _Report:
 
     def warn(self, path, message):
         self.warnings.append(_one_line("%s: %s" % (path, message)))
+
+
+def unknown_key(key, known):
+    """The problem of a key that is not among ``known``: ``unknown key``, and ``(did you
+    mean NAME?)`` when one is close enough to be a typo of it."""
+    close = difflib.get_close_matches(str(key), sorted(str(k) for k in known), n=1, cutoff=0.75)
+    if close:
+        return "unknown key (did you mean %s?)" % close[0]
+    return "unknown key"

@@ -15,7 +15,7 @@ from .constants import (
     MAX_ID,
     NETWORK_MODES,
 )
-from .messages import PodSpecError, _index, _key, _Report, _show
+from .messages import PodSpecError, _index, _key, _Report, _show, unknown_key
 from .probes import DEFAULT_LIMITS as PROBE_DEFAULT_LIMITS
 from .probes import LIMIT_BOUNDS as PROBE_LIMIT_BOUNDS
 from .values import (
@@ -113,7 +113,7 @@ def load_policy(source):
         raise PodSpecError(rep.errors)
     for key in data:
         if key not in _POLICY_KEYS:
-            rep.error(_key("policy", key), "unknown key")
+            rep.error(_key("policy", key), unknown_key(key, _POLICY_KEYS))
 
     policy = {}
     policy["name"] = None
@@ -196,7 +196,7 @@ def load_policy(source):
             entry = {"read_only_root_filesystem": True, "systemd": False}
             for key, flag in (overrides or {}).items():
                 if key not in _POLICY_CONTAINER_KEYS:
-                    rep.error(_key(path, key), "unknown key")
+                    rep.error(_key(path, key), unknown_key(key, _POLICY_CONTAINER_KEYS))
                     continue
                 flag = _boolean(rep, _key(path, key), flag)
                 if flag is not None:
@@ -233,7 +233,7 @@ def load_policy(source):
                 else:
                     resources["memory"] = normalised
             else:
-                rep.error(path, "unknown key")
+                rep.error(path, unknown_key(key, ("cpu", "memory")))
     policy["resources"] = resources
 
     policy["default_memory_volume_size"] = _policy_memory(
@@ -304,7 +304,7 @@ def _policy_probe_limits(rep, value):
     for key, item in value.items():
         path = _key("policy.probe_limits", key)
         if key not in PROBE_LIMIT_BOUNDS:
-            rep.error(path, "unknown key")
+            rep.error(path, unknown_key(key, PROBE_LIMIT_BOUNDS))
             continue
         low, high = PROBE_LIMIT_BOUNDS[key]
         limits[key] = _policy_int(rep, path, item, limits[key], low, high)
@@ -333,7 +333,7 @@ def _policy_socket_ports(rep, value):
             continue
         for key in entry:
             if key != "dir":
-                rep.error(_key(path, key), "unknown key")
+                rep.error(_key(path, key), unknown_key(key, ("dir",)))
         directory = _policy_dir(rep, path + ".dir", entry.get("dir"), True)
         if directory is not None:
             ports[port] = {"dir": directory}

@@ -477,3 +477,31 @@ def test_the_storage_bound_reaches_podops():
     own = hm.layout(hosting(container_storage_max="1G"), settings)
     assert own["storage_max_bytes"] == 1024**3
     assert hm.layout(hosting(), SETTINGS)["storage_max_bytes"] == 0
+
+
+def test_changed_start_inputs_are_what_the_pod_unit_reads_at_its_start():
+    """A converge that rewrites the policy, the provider's registry login or one of the
+    provider's env files restarts the pod (tasks/pod.yml); the tenant's files, the units and
+    the rendered pod are decided elsewhere, and nothing means no restart."""
+    model = hm.layout(hosting(), SETTINGS)
+    group = hm.files(model, hosting(env_files={"web": {"A": "1"}}), SETTINGS)
+    written = {entry["path"] for entry in group["paths"]}
+    etc = model["etc_dir"]
+    # every start input is a file the converge lays out
+    assert set(model["start_inputs"]) <= written | {model["provider_auth_file"]}
+    actions = {
+        f"{etc}/system.yaml": "updated",
+        f"{etc}/auth.json": "created",
+        f"{etc}/env/shop-web.env": "updated",
+        f"{etc}/env-other/x": "updated",
+        model["tenant_policy_file"]: "updated",
+        model["pod_file"]: "created",
+        f"{model['unit_dir']}/webhosting-pod.service": "updated",
+    }
+    assert hc.changed_start_inputs(model, actions) == [
+        f"{etc}/auth.json",
+        f"{etc}/env/shop-web.env",
+        f"{etc}/system.yaml",
+    ]
+    assert hc.changed_start_inputs(model, {}) == []
+    assert hc.changed_start_inputs(model, {model["pod_file"]: "created"}) == []

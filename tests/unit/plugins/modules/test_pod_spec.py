@@ -348,3 +348,51 @@ def test_a_link_planted_as_the_rendered_pod_is_replaced_not_followed(tmp_path, h
     assert victim.read_text() == "root's\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert stat.S_IMODE(os.stat(hosting["dest"]).st_mode) == 0o600
+
+
+def test_an_engine_bug_in_one_render_fails_that_render_alone(tmp_path, hosting):
+    """Fault injection: once the engine is fixed, no real input raises anything but
+    PodSpecError (test_pod_policy_fuzz.py), so the next bug is simulated. A sitecustomize
+    makes render_pod raise RecursionError for one file; the module still renders the
+    other, and reports the first under its name with its file and the exception."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import ansible_collections.webhosting.pods.plugins.module_utils.pod_policy as engine\n"
+        "real = engine.render_pod\n"
+        "def render_pod(text, policy, strict=False):\n"
+        "    if b'crash-me' in (text if isinstance(text, bytes) else text.encode()):\n"
+        "        raise RecursionError('maximum recursion depth exceeded')\n"
+        "    return real(text, policy, strict=strict)\n"
+        "engine.render_pod = render_pod\n"
+    )
+    policy = yaml.safe_load(hosting["policy_text"])
+    crash = tmp_path / "crash.yaml"
+    crash.write_text(PROVIDER_POD.replace("metadata:", "metadata:\n  labels: {x: crash-me}", 1))
+    renders = [
+        {"name": "crash", "src": str(crash), "policy": policy, "dest": str(tmp_path / "c.yaml")},
+        {"name": "good", "src": hosting["src"], "policy": policy, "dest": hosting["dest"]},
+    ]
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"renders": renders}}))
+    script = (
+        "import runpy, sys; sys.argv = [sys.argv[1], sys.argv[2]];"
+        " import sitecustomize;"
+        " runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(MODULE), str(args_file)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH="%s:%s" % (inject, COLLECTIONS)),
+        timeout=60,
+    )
+    out = json.loads(completed.stdout)
+    assert not out.get("failed"), out
+    assert out["pods"]["good"]["changed"] is True
+    crashed = out["pods"]["crash"]
+    assert crashed["msg"] == (
+        "%s: cannot be checked (RecursionError: maximum recursion depth exceeded);"
+        " the pod keeps what it runs" % crash
+    )
+    assert not os.path.exists(tmp_path / "c.yaml")
