@@ -272,3 +272,32 @@ def read_getent(getent, databases, run_command):
 def exists(paths):
     """{path: whether it exists} (a symlink is not followed)."""
     return {path: os.path.lexists(path) for path in paths}
+
+
+def orphans(known, dirs):
+    """{name: [paths]} of the entries of ``dirs`` that no name of ``known`` accounts for:
+    hostings left on the host that the inventory no longer names. Entries starting with a
+    dot (work files) are not hostings; a missing directory has none."""
+    known = set(known)
+    found = {}
+    for directory in dirs:
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise HostStateError(f"{directory}: cannot list: {exc.strerror or exc}") from None
+        for name in sorted(names):
+            if name.startswith(".") or name in known:
+                continue
+            found.setdefault(name, []).append(os.path.join(directory, name))
+    return found
+
+
+def orphan_warning(name, paths):
+    """What the converge says of one hosting the inventory no longer names."""
+    return (
+        f"hosting {name} is on this host ({', '.join(paths)}) but not in the inventory: "
+        "nothing manages it. Add its item back, or set it with state: absent to remove it "
+        "with an archive of its files; it is never removed by itself."
+    )

@@ -679,6 +679,8 @@ def account_ok(model, passwd, groups, shadow):
         and entry[5] == NOLOGIN
         and _int(group[1]) == model["gid"]
         and (shadow.get(model["name"]) or [""])[0] == "!"
+        # no expiry date: an account locked by a refused removal is unlocked again
+        and ((shadow.get(model["name"]) or [])[6:7] or [""])[0] == ""
     )
 
 
@@ -736,7 +738,29 @@ def plan(hostings, settings, limit):
         },
         # whether a file of the paths call holds a secret (its result is then not logged)
         "secret": any("registry" in h or h.get("env_files") for h in present),
+        # A hosting this collection made and the inventory no longer names (its item was
+        # deleted instead of set to state: absent) is found by its entry in one of these
+        # directories (host_state `orphans`) and reported by every converge.
+        "orphans": {
+            "known": sorted({h["name"] for h in hostings}),
+            "dirs": orphan_dirs(settings),
+        },
+        # the same list for podops status on the host, which marks the others
+        "inventory_file": _root_file(
+            f"{settings['config_dir']}/inventory.json",
+            _json({"hostings": sorted({h["name"] for h in hostings})}),
+        ),
     }
+
+
+def orphan_dirs(settings):
+    """The directories that hold one entry per hosting, named after it: the hosting roots,
+    their configuration and their state (the user's home)."""
+    return [
+        settings["base_dir"],
+        f"{settings['config_dir']}/hostings",
+        f"{settings['state_base_dir']}/state",
+    ]
 
 
 def published(model):

@@ -53,6 +53,7 @@ SITE_VARIABLES = (
     "hosting_failed_hostings",
     "ingress_failed_hostings",
     "hosting_published_paths",
+    "hosting_orphans",
 )
 OWN_PREFIXES = ("webhosting_", "hosting_")
 SHARED_PREFIXES = ("host_", "ingress_")

@@ -96,6 +96,24 @@ options:
         type: list
         elements: str
         default: []
+  orphans:
+    description:
+      - Find the hostings this collection made that the inventory no longer names. Every
+        entry of O(orphans.dirs) (the hosting roots, their configuration, their state) not
+        named in O(orphans.known) is returned in RV(orphans), with a warning each.
+      - Only reads; nothing is ever removed.
+    type: dict
+    suboptions:
+      known:
+        description: The names of every hosting of the inventory (present or absent).
+        type: list
+        elements: str
+        required: true
+      dirs:
+        description: Directories holding one entry per hosting, named after it.
+        type: list
+        elements: path
+        required: true
 attributes:
   check_mode:
     support: full
@@ -161,6 +179,11 @@ exists:
   returned: always
   type: dict
   sample: {"/var/lib/systemd/linger/shop": true}
+orphans:
+  description: Per hosting found in O(orphans.dirs) but not in O(orphans.known), its paths there.
+  returned: always
+  type: dict
+  sample: {"blog": ["/srv/hostings/blog", "/etc/webhosting-pods/hostings/blog"]}
 ansible_facts:
   description: C(getent_<database>) per database of O(getent), each entry's fields by its key.
   returned: when O(getent) is given
@@ -173,6 +196,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.webhosting.pods.plugins.module_utils.host_state import (
     HostStateError,
     exists,
+    orphan_warning,
+    orphans,
     read_acls,
     read_certificates,
     read_getent,
@@ -211,6 +236,13 @@ def main():
                     "keys": {"type": "list", "elements": "str", "default": []},
                 }
             ),
+            "orphans": {
+                "type": "dict",
+                "options": {
+                    "known": {"type": "list", "elements": "str", "required": True},
+                    "dirs": {"type": "list", "elements": "path", "required": True},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -225,8 +257,11 @@ def main():
         if p["getent"]:
             getent = module.get_bin_path("getent", required=True)
             facts = read_getent(getent, p["getent"], module.run_command)
+        left = orphans(p["orphans"]["known"], p["orphans"]["dirs"]) if p["orphans"] else {}
     except HostStateError as exc:
         module.fail_json(msg=str(exc))
+    for name, paths in left.items():
+        module.warn(orphan_warning(name, paths))
     module.exit_json(
         changed=False,
         ansible_facts=facts,
@@ -235,6 +270,7 @@ def main():
         acls=acls,
         certificates=certificates,
         exists=exists(p["exists"]),
+        orphans=left,
     )
 
 

@@ -461,3 +461,35 @@ def test_status_reads_a_real_certificate(tmp_path):
     left = datetime.datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ") - datetime.datetime.utcnow()
     assert 29 <= left.days <= 30
     assert podops.certificate_expiry("other", str(servers)) is None
+
+
+def test_status_marks_hostings_the_inventory_left_out_and_escapes_tenant_text(tmp_path, capsys):
+    """A hosting whose item was dropped from the inventory shows as such (inventory.json of
+    the last converge); a tenant's text never reaches the admin's terminal raw."""
+    shop, root, state = status_config(tmp_path, "shop")
+    gone, _, _ = status_config(tmp_path, "gone")
+    (state / "status.json").write_text(
+        json.dumps({"state": "running", "containers": {"shop-web": {"state": "running"}}})
+    )
+    # the tenant cannot write this log, but podops' own lines quote what they were given
+    (root / "logs" / "pod_restart.log").write_text(
+        "2026-12-01T10:00:00Z restart \x1b]0;owned\x07\x1b[2J done\n"
+    )
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "inventory.json").write_text(json.dumps({"hostings": ["shop"]}))
+    argv = ["status", "--no-disk", "--config-dir", str(config_dir), str(shop), str(gone)]
+    podops.main(argv)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "restart \\x1b]0;owned\\x07" in out
+    lines = out.splitlines()
+    assert lines[1].startswith("shop ") and "not in the inventory" not in lines[1]
+    assert lines[2].startswith("gone (not in the inventory) ")
+    podops.main(argv[:1] + ["--json"] + argv[1:])
+    data = {h["hosting"]: h for h in json.loads(capsys.readouterr().out)["hostings"]}
+    assert data["shop"]["in_inventory"] is True and data["gone"]["in_inventory"] is False
+    (config_dir / "inventory.json").unlink()
+    podops.main(argv[:1] + ["--json"] + argv[1:])
+    data = {h["hosting"]: h for h in json.loads(capsys.readouterr().out)["hostings"]}
+    assert data["gone"]["in_inventory"] is None  # no list: unknown, not an orphan

@@ -827,3 +827,28 @@ def test_an_in_memory_volume_still_in_use_is_kept(hosting, fake_podman, tmp_path
     assert result.returncode == 0, result.stderr
     assert "it is kept" in result.stderr
     assert not [c for c in calls(state) if c[:2] == ["volume", "create"]]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_play_never_follows_or_blocks_on_the_tenants_pod_file(hosting, fake_podman, tmp_path, kind):
+    """The pod file lies in a directory the tenant writes: a link swapped in is refused (not
+    read through: it may point at a root-only file), a FIFO is not waited on; the start
+    falls back to the last valid version and says why."""
+    base, pod_file, policy_file = hosting
+    env, _state, _started = fake_podman
+    assert play_from(tmp_path, pod_file, policy_file, env)[0].returncode == 0
+    good = (tmp_path / "rendered.yaml").read_text()
+    pod_file.unlink()
+    if kind == "symlink":
+        secret = tmp_path / "secret.yaml"
+        secret.write_text(PROVIDER_POD)
+        pod_file.symlink_to(secret)
+    else:
+        os.mkfifo(pod_file)
+    played, rendered, _last, report = play_from(tmp_path, pod_file, policy_file, env)
+    assert played.returncode == 0, played.stderr
+    assert rendered.read_text() == good
+    log = report.read_text()
+    assert "started with the last valid version" in log
+    reason = "is a symlink" if kind == "symlink" else "not a regular file"
+    assert "cannot read the pod file: %s" % reason in log, log

@@ -505,3 +505,14 @@ def test_changed_start_inputs_are_what_the_pod_unit_reads_at_its_start():
     ]
     assert hc.changed_start_inputs(model, {}) == []
     assert hc.changed_start_inputs(model, {model["pod_file"]: "created"}) == []
+
+
+def test_an_expired_account_is_not_converged():
+    """A removal that was refused after it locked the account (expire day 1) leaves the
+    user expired: the hosting set present again needs work (its user task unlocks it)."""
+    model = hm.layout(hosting(), SETTINGS)
+    run = converged_run(model)
+    run["shadow"]["shop"] = ["!", "20000", "0", "99999", "7", "", "", ""]
+    assert hc.todo_reasons(model, run) == []
+    run["shadow"]["shop"] = ["!", "20000", "0", "99999", "7", "", "1", ""]
+    assert "user or group" in hc.todo_reasons(model, run)

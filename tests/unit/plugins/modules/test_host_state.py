@@ -333,3 +333,22 @@ def test_a_user_manager_is_asked_as_its_user_on_its_own_bus():
         "Args": "--user " + " ".join(SHOW + ["webhosting-pod.service"]),
     }
     assert (nothing, gone) == ({}, "no account with uid 4000000000")
+
+
+def test_orphans_are_the_entries_no_inventory_name_accounts_for(tmp_path):
+    from ansible_collections.webhosting.pods.plugins.module_utils import host_state as hs
+
+    roots, config = tmp_path / "srv", tmp_path / "etc" / "hostings"
+    for directory in (roots / "shop", roots / "blog", config / "blog", config / "old"):
+        directory.mkdir(parents=True)
+    (roots / ".archive-tmp").mkdir()
+    (config / "link").symlink_to("/etc")
+    found = hs.orphans(["shop"], [str(roots), str(config), str(tmp_path / "missing")])
+    assert found == {
+        "blog": [str(roots / "blog"), str(config / "blog")],
+        "link": [str(config / "link")],
+        "old": [str(config / "old")],
+    }
+    assert hs.orphans(["shop", "blog", "old", "link"], [str(roots), str(config)]) == {}
+    message = hs.orphan_warning("blog", found["blog"])
+    assert message.startswith("hosting blog is on this host (") and "state: absent" in message
