@@ -219,6 +219,11 @@ CRASHES = [
     (("spec", "volumes", 2, "emptyDir", "sizeLimit"), "1e999Mi"),
     (("spec", "containers", 0, "ports", 0, "containerPort"), HUGER_DIGITS),
     (("spec", "containers", 0, "livenessProbe", "periodSeconds"), 10**400),
+    # found by this fuzz in the engine of 0.2.0: ASCII digits past int()'s limit, and an
+    # integer (not a string) amount that a float cannot hold
+    (("spec", "containers", 0, "readinessProbe", "httpGet", "port"), HUGER_DIGITS),
+    (("spec", "containers", 0, "livenessProbe", "tcpSocket", "port"), "1²"),
+    (("spec", "volumes", 1, "emptyDir", "sizeLimit"), 10**400),
 ]
 
 
