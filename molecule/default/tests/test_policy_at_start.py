@@ -217,25 +217,37 @@ def tightened(all_labs, run_site, wait_until):
     hostings = group_vars["webhosting_hostings"]
     alpha = next(h for h in hostings if h["name"] == NAME)
     alpha.setdefault("policy", {})["allowed_registries"] = ["registry.example.test:5000/other"]
+    # issue 31: the admin also deletes gamma's item instead of setting state: absent
+    hostings = [h for h in hostings if h["name"] != DROPPED]
     seen = {name: {} for name in all_labs}
     for name, lab in all_labs.items():
         lab.run(f"rm -f {ROOT}/logs/pod_start.log")
-        seen[name]["beta_pid"] = lab.check_output(
-            "systemctl --user --machine=beta@ show -p MainPID --value webhosting-pod.service"
-        ).strip()
+        seen[name]["beta_pid"] = main_pid(lab, "beta")
+        seen[name]["dropped_pid"] = main_pid(lab, DROPPED)
     seen["run"] = run_site(list(all_labs), extra_vars={"webhosting_hostings": hostings})
     for name, lab in all_labs.items():
         seen[name]["active"] = active(lab)
         seen[name]["log"] = lab.run(f"cat {ROOT}/logs/pod_start.log").stdout
-        seen[name]["beta_pid_after"] = lab.check_output(
-            "systemctl --user --machine=beta@ show -p MainPID --value webhosting-pod.service"
-        ).strip()
+        seen[name]["beta_pid_after"] = main_pid(lab, "beta")
+        seen[name]["dropped_pid_after"] = main_pid(lab, DROPPED)
+        seen[name]["dropped_serves"] = (
+            lab.run(f"curl -fsS --max-time 5 -o /dev/null https://{DROPPED}.example.test/").rc == 0
+        )
     seen["restore"] = run_site(list(all_labs))
     for name, lab in all_labs.items():
         seen[name]["restored"] = wait_until(
             "alpha serves", lambda lab=lab: version(lab) == "1", 120, 1
         )
     return seen
+
+
+DROPPED = "gamma"
+
+
+def main_pid(lab, name):
+    return lab.check_output(
+        f"systemctl --user --machine={name}@ show -p MainPID --value webhosting-pod.service"
+    ).strip()
 
 
 def lab_inventory_dir():
@@ -256,6 +268,20 @@ def test_a_tightened_policy_wins_over_the_running_pod(lab, tightened):
     rc, stats, out = tightened["restore"]
     assert rc == 0, out
     assert seen["restored"]
+
+
+def test_a_hosting_dropped_from_the_inventory_is_reported_and_keeps_serving(lab, tightened):
+    """gamma's item deleted (not state: absent): the run names it, with what to do, and
+    removes nothing; it keeps serving on its own pod."""
+    run = tightened["run"]
+    out = json.dumps(run.report, ensure_ascii=False)  # the whole run, not the tail
+    assert f"hosting {DROPPED} is on this host (/srv/hostings/{DROPPED}" in out, run[2]
+    assert "set it with state: absent to remove it" in out
+    assert f"are not in the inventory and nothing manages them: {DROPPED}." in out
+    seen = tightened[lab.backend.name]
+    assert seen["dropped_pid_after"] == seen["dropped_pid"] != "0"
+    assert seen["dropped_serves"]
+    assert lab.file(f"/srv/hostings/{DROPPED}").is_directory
 
 
 def test_the_container_log_and_the_sockets_are_out_of_the_tenants_reach(lab, sftp):
