@@ -31,7 +31,7 @@ LAB_CMD := $(value CMD)
 export LAB_CMD
 unexport CMD
 
-.PHONY: help deps venv collection lab demo converge lab-exec lab-down lint unit molecule compat test userpod clean
+.PHONY: help deps venv collection lab demo converge lab-exec lab-down lint unit molecule compat test userpod clean $(addprefix molecule-,$(MOLECULE_SCENARIOS))
 
 help:
 	@echo "make demo      set up everything and run site.yml against the demo lab host"
@@ -87,6 +87,11 @@ unit: venv
 molecule: deps venv collection
 	molecule test --all
 
+# One scenario (make molecule-default): what make test runs, one stage each.
+MOLECULE_SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+molecule-%: deps venv collection
+	molecule test -s $*
+
 $(COMPAT_STAMP): requirements.txt meta/runtime.yml | $(STAMP)
 	test -n "$(COMPAT_CORE)"
 	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
@@ -99,7 +104,9 @@ $(COMPAT_STAMP): requirements.txt meta/runtime.yml | $(STAMP)
 compat: deps venv collection $(COMPAT_STAMP)
 	bash lab/compat-check $(COMPAT_VENV)
 
-test: lint unit molecule compat
+# Each stage in turn, and the time each took at the end (tools/run-stages).
+test:
+	tools/run-stages lint unit $(addprefix molecule-,$(MOLECULE_SCENARIOS)) compat
 
 # Only the standard library: no venv needed. The unit tests build and run it themselves.
 userpod:
