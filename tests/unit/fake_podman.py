@@ -25,12 +25,31 @@ if args[:2] == ["kube", "play"]:
         fail("image not known")
     open(running, "w").close()
     print("Pod:\\n0123456789ab")
+elif args[:2] == ["pod", "inspect"] and len(args) == 3:
+    # the supervisor's view: the containers of the pod, as JSON (podman 4 prints one object)
+    if not os.path.exists(running):
+        fail("no such pod " + args[-1])
+    print(json.dumps(dict(Containers=[dict(Id="infra0"), dict(Id="web0")])))
 elif args[:2] == ["pod", "inspect"]:
     if not os.path.exists(running):
         fail("no such pod " + args[-1])
     print("infra0123456789" if "InfraContainerID" in args[3] else "Running")
+elif args[:2] == ["container", "inspect"] and "--format" not in " ".join(args):
+    # conmons: the pids of real processes the test started (file "conmons": infra, web)
+    with open(os.path.join(state, "conmons")) as handle:
+        infra, web = (int(word) for word in handle.read().split())
+    print(json.dumps([
+        dict(Id="infra0", Name="pod-infra", IsInfra=True,
+             State=dict(Status="running", ExitCode=0, ConmonPid=infra, Pid=infra)),
+        dict(Id="web0", Name="pod-web", IsInfra=False,
+             State=dict(Status="running", ExitCode=0, ConmonPid=web, Pid=web)),
+    ]))
 elif args[:2] == ["container", "inspect"]:
     print("4242 4243")
+elif args[:2] == ["pod", "stop"] or args[:2] == ["kube", "down"]:
+    if os.path.exists(running):
+        os.unlink(running)
+    print(args[-1])
 elif args[:2] == ["volume", "rm"]:
     if os.path.exists(os.path.join(state, "volume-in-use")):
         fail("volume is being used by the following container(s)", 2)

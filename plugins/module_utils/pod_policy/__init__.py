@@ -47,7 +47,13 @@ from .probes import pod_probes
 from .registries import auth_json_text, load_registry_logins, merged_auth, provider_auths
 from .render import RenderResult, memory_volumes, render_pod
 from .supervise import Podman as SupervisedPodman
-from .supervise import SuperviseError, Supervisor, pod_network_argv
+from .supervise import (
+    SuperviseError,
+    Supervisor,
+    append_report,
+    pod_network_argv,
+    supervisor_spec,
+)
 from .supervise import notify as sd_notify
 from .values import _memory_bytes as memory_bytes
 
@@ -69,6 +75,9 @@ __all__ = [
     "SupervisedPodman",
     "SuperviseError",
     "sd_notify",
+    "append_report",
+    "supervisor_spec",
+    "supervisor_script",
     "pod_network_argv",
     "tenant_env_snapshot",
     "last_valid_env_dir",
@@ -81,3 +90,15 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "MEMORY_VOLUMES_ANNOTATION",
 ]
+
+
+def supervisor_script():
+    """The path of ``supervise.py`` when it is a file python3 can run as a script (the
+    lean supervisor of ``userpod play --service``), else None (the engine inside the
+    one-file userpod's archive)."""
+    import os
+
+    from . import supervise
+
+    path = getattr(supervise, "__file__", None)
+    return path if path and os.path.isfile(path) else None

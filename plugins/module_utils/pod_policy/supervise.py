@@ -33,7 +33,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 EXIT_DONE = 0
@@ -544,7 +543,7 @@ class Supervisor:
         for path in self.status_paths:
             directory, name = os.path.split(path)
             try:
-                fd, temporary = tempfile.mkstemp(prefix="." + name + ".", dir=directory)
+                fd, temporary = _new_file(directory, name)
             except OSError:
                 continue
             try:
@@ -810,3 +809,112 @@ class Supervisor:
                 elif probe.due is not None and probe.due <= now:
                     self._launch_probe(probe)
         return None
+
+
+# -- the lean supervisor -----------------------------------------------------------------------
+# `userpod play --service` renders, pins and plays the pod with the whole engine loaded
+# (PyYAML and every rule: ~15 MB per hosting), then execs this file as a script in the same
+# process (systemd's MainPID), with a JSON spec of what the loop needs: the long-running
+# process loads only the standard library modules above, paid once per hosting (issue 32).
+
+
+def _new_file(directory, name):
+    """(fd, path) of a new 0600 file ``.NAME.PID.N`` in ``directory``, made with O_EXCL and
+    without following a link (the module tempfile would cost the supervisor its imports)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for attempt in range(1000):
+        path = os.path.join(directory, ".%s.%d.%d" % (name, os.getpid(), attempt))
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise OSError("no free temporary name in %s" % directory)
+
+
+def append_report(path, lines):
+    """Timestamped lines appended to the tenant's log ``path``: never through a symlink,
+    never into a FIFO (best effort: a log that cannot be written is skipped)."""
+    if not path:
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    text = "".join(
+        "%s %s\n" % (stamp, "".join(c if c.isprintable() else "?" for c in line)[:4096])
+        for line in lines
+    )
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o640)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.write(fd, text.encode("utf-8"))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# the keys of the spec main() reads, written by supervisor_spec()
+SPEC_KEYS = (
+    "pod",
+    "play_file",
+    "podman",
+    "restart_policy",
+    "restarts_max",
+    "window",
+    "report",
+    "notify_address",
+    "log_path",
+    "log_max",
+    "probes",
+    "status_paths",
+)
+EXIT_RUNTIME = 3  # as userpod's: the unit restarts
+
+
+def supervisor_spec(**values):
+    """The JSON text of the spec main() runs from; every key of SPEC_KEYS, nothing else."""
+    missing = [key for key in SPEC_KEYS if key not in values]
+    extra = [key for key in values if key not in SPEC_KEYS]
+    if missing or extra:
+        raise ValueError("supervisor spec: missing %s, unknown %s" % (missing, extra))
+    return json.dumps(values, sort_keys=True)
+
+
+def main(argv):
+    """``python3 -I -S supervise.py SPEC``: supervise the running pod as the spec says
+    (the pod unit's main process after userpod play has played it); the exit status."""
+    if len(argv) != 2:
+        print("usage: supervise.py SPEC", file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as handle:
+        spec = json.load(handle)
+
+    def report(line):
+        append_report(spec["report"], [line])
+        print(line, file=sys.stderr, flush=True)
+
+    supervisor = Supervisor(
+        Podman(spec["pod"], spec["play_file"], podman=spec["podman"]),
+        restart_policy=spec["restart_policy"],
+        restarts_max=spec["restarts_max"],
+        window=spec["window"],
+        report=report,
+        notify_address=spec["notify_address"],
+        log_path=spec["log_path"],
+        log_max=spec["log_max"],
+        probes=spec["probes"],
+        status_paths=spec["status_paths"],
+    )
+    supervisor.install_signals()
+    try:
+        return supervisor.run()
+    except SuperviseError as exc:
+        report("the pod is started again: %s" % exc)
+        supervisor.take_down()
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

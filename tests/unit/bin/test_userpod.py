@@ -852,3 +852,64 @@ def test_play_never_follows_or_blocks_on_the_tenants_pod_file(hosting, fake_podm
     assert "started with the last valid version" in log
     reason = "is a symlink" if kind == "symlink" else "not a regular file"
     assert "cannot read the pod file: %s" % reason in log, log
+
+
+def test_play_service_hands_the_loop_to_the_lean_supervisor(hosting, fake_podman, tmp_path):
+    """play --service renders and plays with the whole engine, tells systemd READY, then
+    execs supervise.py in the same process (systemd's MainPID) with the standard library
+    only: the loop watches the containers' conmons, writes the status, and takes the pod
+    down on SIGTERM."""
+    import socket
+
+    base, pod_file, policy_file = hosting
+    env, state, _started = fake_podman
+    # stand-ins for the conmons: real processes whose argv names their container
+    conmons = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", container])
+        for container in ("infra0", "web0")
+    ]
+    (state / "conmons").write_text("%d %d\n" % tuple(p.pid for p in conmons))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(30)
+    status = tmp_path / "status.json"
+    rendered = tmp_path / "rendered.yaml"
+    env = dict(env, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    argv = [sys.executable, str(USERPOD), "play", "--service", "--status", str(status)]
+    argv += ["--render-from", str(pod_file), "--last-valid", str(tmp_path / "last.yaml")]
+    argv += ["--report", str(tmp_path / "start.log"), str(rendered), str(policy_file)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b"READY=1" in notify.recv(4096)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            cmdline = Path("/proc/%d/cmdline" % proc.pid).read_bytes().split(b"\0")
+            if status.exists() and any(a.endswith(b"supervise.py") for a in cmdline):
+                break
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1].decode())
+        assert any(a.endswith(b"pod_policy/supervise.py") for a in cmdline), cmdline
+        assert b"-S" in cmdline and b"-I" in cmdline
+        spec = json.loads(Path(str(rendered) + ".supervise.json").read_text())
+        assert spec["pod"] == "mycontainertest" and spec["status_paths"] == [str(status)]
+        assert stat.S_IMODE(os.stat(str(rendered) + ".supervise.json").st_mode) == 0o600
+        # what the long-running process has loaded: no engine, no PyYAML
+        maps = Path("/proc/%d/maps" % proc.pid).read_text()
+        assert "_yaml" not in maps
+        assert json.loads(status.read_text())["containers"]["pod-web"]["state"] == "running"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for conmon in conmons:
+            conmon.kill()
+            conmon.wait()
+        notify.close()
+    assert proc.returncode == 0, err
+    made = calls(state)
+    assert ["pod", "stop", "--ignore", "mycontainertest"] in made
+    assert any(call[:2] == ["kube", "down"] for call in made)
+    assert json.loads(status.read_text())["state"] == "stopped"
