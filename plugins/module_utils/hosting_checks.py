@@ -7,6 +7,7 @@ Pure Python over plain data (the inventory, getent tables, the results of the ro
 host-wide module calls); plugins/filter/hosting.py hands them to the role.
 """
 
+import json
 import re
 
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
@@ -14,6 +15,7 @@ from ansible_collections.webhosting.pods.plugins.module_utils import inventory_c
 from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import (
     PodSpecError,
     load_policy,
+    load_registry_logins,
 )
 
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
@@ -205,8 +207,28 @@ def _registry_errors(at, h, settings):
     errors = []
     if not registry.get("user") or not registry.get("password"):
         errors.append(f"{at}.registry: needs user and password")
-    if not (registry.get("server") or settings["registry_server"]):
+    server = registry.get("server") or settings["registry_server"]
+    if not server:
         errors.append(f"{at}.registry.server: required (hosting_registry_server is not set)")
+    elif not errors:
+        # the engine's own reading of a login, which merges it at every start: a server
+        # such as https://registry.example.net is refused here, before anything is written
+        # (the messages never show the password)
+        login = {"user": registry["user"], "password": registry["password"]}
+        try:
+            load_registry_logins(json.dumps({str(server): login}), "registry")
+        except PodSpecError as exc:
+            for line in exc.errors:
+                # 'registry: ["SERVER"].user: problem' or 'registry: ["SERVER"]: problem'
+                where, _, problem = line.partition("]")
+                key = problem.split(":", 1)[0].strip(".") if problem.startswith(".") else ""
+                problem = problem.split(": ", 1)[1] if ": " in problem else problem
+                if key:
+                    errors.append(f"{at}.registry.{key}: {problem}")
+                elif registry.get("server"):
+                    errors.append(f"{at}.registry.server: {problem}")
+                else:
+                    errors.append(f"hosting_registry_server (hosting {h['name']}): {problem}")
     return errors
 
 

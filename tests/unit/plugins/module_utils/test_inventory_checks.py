@@ -91,6 +91,14 @@ def preflight(*hostings, settings=SETTINGS):
             " host or host/path prefix",
         ),
         ({"policy": {"network": "host"}}, f"{AT}.policy.network:"),
+        (
+            {"registry": {"server": "https://r.test", "user": "u", "password": "secret-pw"}},
+            f'{AT}.registry.server: "https://r.test" is not a registry (a host name',
+        ),
+        (
+            {"registry": {"user": "u:x", "password": "secret-pw"}},
+            f"{AT}.registry.user: must not contain ':'",
+        ),
         ({"policy": {"resources": {"memory": "lots"}}}, f"{AT}.policy.resources.memory:"),
     ],
 )

@@ -318,3 +318,18 @@ def test_policy_integer_past_the_int_to_str_limit(base, key):
     assert any(line.startswith("policy." + key) for line in raised.value.errors), (
         raised.value.errors
     )
+
+
+@given(
+    document=st.dictionaries(
+        st.sampled_from(["registry.example.com", "r.test:5000", "https://x", "²", ""]) | st.text(),
+        hostile | st.fixed_dictionaries({}, optional={"user": hostile, "password": hostile}),
+        max_size=3,
+    )
+)
+def test_registry_logins_any_hostile_value(document):
+    """The tenant's registry logins file (and the provider's entry, in the preflight)."""
+    try:
+        pod_policy.load_registry_logins(yaml.safe_dump(document, allow_unicode=True), "auth.yaml")
+    except pod_policy.PodSpecError as exc:
+        assert exc.errors and all(line.isprintable() for line in exc.errors)
