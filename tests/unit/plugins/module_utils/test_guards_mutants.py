@@ -1,0 +1,165 @@
+"""Guards that hand-made mutants got past (issue 33): each test below fails when its guard
+is mutated as the issue lists (checked once by applying the mutant), and names it."""
+
+import os
+
+import pod_policy
+import pytest
+import ssh_keys
+import yaml
+from pod_policy import values
+from pod_policy.constants import MAX_ENV_FILE_BYTES
+from podspec_helpers import make_hosting, outcome, patched, shop_pod, shop_policy
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq5Y3fWqKkM0pXQ3l2bqQJcY2kJm1e0cQ2n5X8yY9aT laptop"
+C0 = "spec.containers[0]"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return make_hosting(tmp_path_factory.mktemp("hosting") / "shop")
+
+
+@pytest.fixture(scope="module")
+def policy(base):
+    return pod_policy.load_policy(shop_policy(base))
+
+
+# -- ssh_keys: one key line is one line --------------------------------------------------------
+@pytest.mark.parametrize("joined", ["\n", "\r", "\r\n", "\x0b"])
+def test_a_line_break_inside_a_key_line_is_refused(joined):
+    """An inventory key with a line break would add a second authorized_keys line, which
+    could carry options (command=, from=)."""
+    with pytest.raises(ssh_keys.KeyLineError, match="control character"):
+        ssh_keys.parse_key(KEY + joined + 'command="sh" ' + KEY)
+
+
+# -- values: memory and CPU amounts, by their byte and core values ----------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", 1),
+        ("1k", 1000),
+        ("1Ki", 1024),
+        ("1Mi", 1024**2),
+        ("1Gi", 1024**3),
+        ("1G", 1000**3),
+        ("1Ti", 1024**4),
+        ("1.5Gi", 3 * 2**29),
+        ("0.1Gi", 107374182),
+    ],
+)
+def test_memory_amounts_in_bytes(text, expected):
+    assert pod_policy.memory_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "0Mi", "0.0Gi", 0, "-1Mi", "1Xi", "1 Mi", "", "1e3"])
+def test_memory_amounts_that_are_refused(text):
+    assert values._memory(text) is None
+
+
+@pytest.mark.parametrize("text", ["0", "0m", "0.000", "0.0001", "1.0001", "-1", "1e3", "1 m"])
+def test_cpu_amounts_that_are_refused(text):
+    assert values._cpu(text) is None
+
+
+@pytest.mark.parametrize("text", ["1", "0.5", "0.001", "250m", "2"])
+def test_cpu_amounts_that_are_accepted(text):
+    assert values._cpu(text) == text
+
+
+@pytest.mark.parametrize("sep", ["\r", "\n", "\r\n"])
+def test_a_single_line_field_refuses_a_line_break(policy, sep):
+    errors, _ = outcome(patched(shop_pod(), {C0 + ".workingDir": "/app" + sep + "x"}), policy)
+    assert errors and errors[0].startswith(C0 + ".workingDir"), errors
+
+
+# -- probes -------------------------------------------------------------------------------------
+def probe_errors(policy, probe):
+    pod = patched(shop_pod(), {C0 + ".readinessProbe": probe})
+    return outcome(pod, policy)[0]
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", 65536, 0, "00080x"])
+def test_a_probe_port_out_of_range_is_refused(policy, port):
+    errors = probe_errors(policy, {"httpGet": {"port": port}})
+    assert any(line.startswith(C0 + ".readinessProbe.httpGet.port") for line in errors), errors
+
+
+def test_a_probe_host_is_refused(policy):
+    """A probe runs in the pod's network namespace, against the pod: a host would point it
+    anywhere (the metadata address, another tenant)."""
+    errors = probe_errors(policy, {"httpGet": {"port": 8080, "host": "169.254.169.254"}})
+    assert any(".httpGet.host" in line for line in errors), errors
+    errors = probe_errors(policy, {"tcpSocket": {"port": 8080, "host": "10.0.0.1"}})
+    assert any(".tcpSocket.host" in line for line in errors), errors
+
+
+def test_more_than_ten_probe_headers_are_refused_not_cut(policy):
+    headers = [{"name": "X-H%d" % i, "value": "v"} for i in range(11)]
+    errors = probe_errors(policy, {"httpGet": {"port": 8080, "httpHeaders": headers}})
+    assert any("at most 10 headers" in line for line in errors), errors
+    assert probe_errors(policy, {"httpGet": {"port": 8080, "httpHeaders": headers[:10]}}) == []
+
+
+# -- yamlsafe: integers as podman's Kubernetes YAML reader reads them -----------------------
+def test_a_leading_zero_integer_is_octal_as_in_kubernetes_yaml(policy):
+    """YAML 1.1 (go-yaml v2, which podman's kube play uses) reads 01750 as octal 1000: the
+    engine must check the same number that podman runs with."""
+    pod = patched(shop_pod(), {C0 + ".securityContext": {"runAsUser": 424242}})
+    text = yaml.safe_dump(pod).replace("424242", "01750")
+    # twice: the reader caches how a plain scalar resolves, and reads it the second time
+    # through its fast path
+    for _ in range(2):
+        result = pod_policy.render_pod(text, policy)
+        assert result.pod["spec"]["containers"][0]["securityContext"]["runAsUser"] == 1000
+    errors, _ = outcome(text.replace("01750", "01789"), policy)  # not octal: a string
+    assert errors and "runAsUser" in errors[0], errors
+
+
+# -- registries: a registry name is the whole key ------------------------------------------
+@pytest.mark.parametrize("key", ["r.test:5000 junk", "r.test/x?y", "r.test\tx", "R.TEST"])
+def test_a_registry_key_with_junk_after_a_valid_prefix_is_refused(key):
+    text = yaml.safe_dump({key: {"user": "u", "password": "p"}})
+    with pytest.raises(pod_policy.PodSpecError) as raised:
+        pod_policy.load_registry_logins(text, "auth.yaml")
+    assert "is not a registry" in raised.value.errors[0]
+
+
+def test_a_login_field_longer_than_the_cap_is_refused():
+    text = yaml.safe_dump({"r.test": {"user": "u" * 4097, "password": "p"}})
+    with pytest.raises(pod_policy.PodSpecError, match="longer than 4096"):
+        pod_policy.load_registry_logins(text, "auth.yaml")
+
+
+# -- hostfiles: what is kept of the env files, and their size bound -------------------------
+def test_only_the_tenants_own_env_files_are_kept(base):
+    """The provider's env files (secrets, root-owned, outside the tenant's tree) are read
+    at every render but must never be copied into the hosting's state folder."""
+    provider = base.parent / "provider-env"
+    provider.mkdir(exist_ok=True)
+    (provider / "shop-web.env").write_text("SECRET=provider\n")
+    (base / "private" / "shop-web.env").write_text("TENANT=1\n")
+    policy = pod_policy.load_policy(shop_policy(base, provider_env_dir=str(provider)))
+    result = pod_policy.render_pod(yaml.safe_dump(shop_pod()), policy)
+    assert str(provider / "shop-web.env") in result.env_texts  # it was read
+    kept = pod_policy.tenant_env_snapshot(policy, result)
+    assert kept == {"shop-web.env": "TENANT=1\n"}
+    os.unlink(base / "private" / "shop-web.env")
+
+
+@pytest.mark.parametrize(
+    ("size", "ok"), [(MAX_ENV_FILE_BYTES, True), (MAX_ENV_FILE_BYTES + 1, False)]
+)
+def test_the_env_file_size_bound(base, size, ok):
+    line = "A=" + "x" * (size - 3) + "\n"
+    assert len(line.encode()) == size
+    env = base / "private" / "shop-web.env"
+    env.write_text(line)
+    try:
+        errors, _ = outcome(shop_pod(), pod_policy.load_policy(shop_policy(base)))
+    finally:
+        env.unlink()
+    assert (errors == []) is ok, errors
+    if not ok:
+        assert any("larger than %d bytes" % MAX_ENV_FILE_BYTES in e for e in errors), errors
