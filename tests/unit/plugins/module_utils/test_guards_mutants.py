@@ -2,6 +2,7 @@
 is mutated as the issue lists (checked once by applying the mutant), and names it."""
 
 import os
+import stat
 
 import pod_policy
 import pytest
@@ -163,3 +164,115 @@ def test_the_env_file_size_bound(base, size, ok):
     assert (errors == []) is ok, errors
     if not ok:
         assert any("larger than %d bytes" % MAX_ENV_FILE_BYTES in e for e in errors), errors
+
+
+# -- fileio: root reading and appending inside a tenant's tree ------------------------------
+from ansible_collections.webhosting.pods.plugins.module_utils import fileio  # noqa: E402
+
+TENANT_UID, TENANT_GID, OTHER_UID = 40001, 40001, 40002
+# CI runs as root: there a missing root is a failure, not a skip (issue 33)
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 and not os.environ.get("CI"), reason="chown needs root"
+)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    yield tmp_path, fd
+    os.close(fd)
+
+
+@needs_root
+def test_append_beneath_creates_the_file_for_the_tenant(tree):
+    path, fd = tree
+    assert fileio.append_beneath(fd, "log", "one\n", TENANT_UID, TENANT_GID) is True
+    st = os.lstat(path / "log")
+    assert (st.st_uid, st.st_gid, stat_mode(st)) == (TENANT_UID, TENANT_GID, 0o640)
+    assert fileio.append_beneath(fd, "log", b"two\n", TENANT_UID, TENANT_GID) is True
+    assert (path / "log").read_text() == "one\ntwo\n"
+
+
+@needs_root
+def test_append_beneath_refuses_a_file_of_another_owner(tree):
+    path, fd = tree
+    (path / "log").write_text("theirs\n")
+    os.chown(path / "log", OTHER_UID, OTHER_UID)
+    assert fileio.append_beneath(fd, "log", "x\n", TENANT_UID, TENANT_GID) is False
+    assert (path / "log").read_text() == "theirs\n"
+
+
+@needs_root
+def test_append_beneath_refuses_a_hard_link(tree):
+    """A tenant's hard link to a file they own elsewhere (root's append would land there)."""
+    path, fd = tree
+    (path / "elsewhere").write_text("kept\n")
+    os.chown(path / "elsewhere", TENANT_UID, TENANT_GID)
+    os.link(path / "elsewhere", path / "log")
+    assert fileio.append_beneath(fd, "log", "x\n", TENANT_UID, TENANT_GID) is False
+    assert (path / "elsewhere").read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_append_beneath_never_follows_or_blocks(tree, kind):
+    path, fd = tree
+    target = path / "target"
+    target.write_text("")
+    if kind == "symlink":
+        (path / "log").symlink_to(target)
+    else:
+        os.mkfifo(path / "log")
+    assert fileio.append_beneath(fd, "log", "x\n", os.getuid(), os.getgid()) is False
+    assert target.read_text() == ""
+
+
+def test_read_beneath_enforces_its_limit(tree):
+    path, fd = tree
+    (path / "f").write_bytes(b"x" * 11)
+    assert fileio.read_beneath(fd, "f", 11) == b"x" * 11
+    with pytest.raises(ValueError, match="larger than 10 bytes"):
+        fileio.read_beneath(fd, "f", 10)
+
+
+def test_read_beneath_refuses_a_fifo_without_blocking(tree):
+    path, fd = tree
+    os.mkfifo(path / "f")
+    with pytest.raises(ValueError, match="not a regular file"):
+        fileio.read_beneath(fd, "f", 10)
+
+
+@pytest.mark.parametrize("relative", ["..", "a/../..", "a/..", "../x"])
+def test_open_directory_beneath_refuses_dot_dot(tree, relative):
+    path, fd = tree
+    (path / "a").mkdir()
+    with pytest.raises(ValueError, match="'..' is not allowed"):
+        fileio.open_directory_beneath(fd, relative)
+
+
+def test_open_nofollow_never_blocks_on_a_fifo(tmp_path):
+    """Without O_NONBLOCK, opening a FIFO for reading waits for a writer: forever."""
+    import signal
+
+    def hung(_signum, _frame):
+        raise AssertionError("open_nofollow blocked on a FIFO")
+
+    os.mkfifo(tmp_path / "f")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(5)
+    try:
+        with fileio.open_nofollow(str(tmp_path / "f")) as fd:
+            assert stat.S_ISFIFO(os.fstat(fd).st_mode)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_open_nofollow_directory_refuses_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(NotADirectoryError):
+        with fileio.open_nofollow(str(tmp_path / "f"), directory=True):
+            pass
+
+
+def stat_mode(st):
+    return st.st_mode & 0o7777
