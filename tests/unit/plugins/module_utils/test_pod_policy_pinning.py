@@ -82,15 +82,26 @@ SCRIPT = textwrap.dedent(
         st = os.stat(os.path.join(staging, name))
         out[name] = [st.st_dev, st.st_ino, sorted(os.listdir(os.path.join(staging, name)))]
     with open("/proc/self/mountinfo") as handle:
-        out["stacked"] = sum(1 for line in handle if line.split()[4] == staging)
+        lines = [line.split() for line in handle if line.split()[4] == staging]
+    out["stacked"] = len(lines)
+    # the staging tmpfs as the kernel has it: per-mount options, then its super options
+    out["options"] = [lines[-1][5], lines[-1][-1]] if lines else None
     print(json.dumps(out))
     """
 )
 
 
+def missing(reason):
+    """Skip on a developer's machine without it; fail in CI, which has it (issue 33: a
+    skipped guard test passes vacuously)."""
+    if os.environ.get("CI"):
+        pytest.fail(reason + " (CI must run this test)")
+    pytest.skip(reason)
+
+
 def run_pinned(tmp_path, volumes, swap="", rounds=1):
     if not shutil.which("unshare"):
-        pytest.skip("no unshare(1) here")
+        missing("no unshare(1) here")
     staging = tmp_path / "pod.mounts"
     staging.mkdir(exist_ok=True)
     argv = ["unshare", "--user", "--map-root-user", "--mount", "--", sys.executable, "-c"]
@@ -98,7 +109,7 @@ def run_pinned(tmp_path, volumes, swap="", rounds=1):
     argv += [json.dumps(volumes), str(rounds)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0 and "Operation not permitted" in done.stderr:
-        pytest.skip("user namespaces are not available here: %s" % done.stderr.strip())
+        missing("user namespaces are not available here: %s" % done.stderr.strip())
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -175,3 +186,20 @@ def test_podman_is_given_no_engine_annotation_and_no_restart_policy_when_supervi
     assert len(pod["metadata"]["annotations"]) == 2
     plain = {"metadata": {"name": "shop"}, "spec": {"containers": []}}
     assert pod_policy.podman_pod(plain) is plain  # nothing to change: the same object
+
+
+def test_the_staging_tmpfs_is_nosuid_nodev_noexec_and_private(tmp_path, hosting):
+    seen = run_pinned(tmp_path, [["x", "data/x"]])
+    per_mount, super_options = seen["options"]
+    assert {"nosuid", "nodev", "noexec"} <= set(per_mount.split(",")), per_mount
+    assert "mode=700" in super_options.split(","), super_options
+
+
+@pytest.mark.parametrize("relative", ["data/../..", "..", "data/..", "./data"])
+def test_open_beneath_refuses_dot_and_dot_dot(hosting, relative):
+    base_fd = os.open(hosting, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(pinning.PinError, match="is not allowed"):
+            pinning._open_beneath(base_fd, relative)
+    finally:
+        os.close(base_fd)
