@@ -276,3 +276,56 @@ def test_open_nofollow_directory_refuses_a_file(tmp_path):
 
 def stat_mode(st):
     return st.st_mode & 0o7777
+
+
+# -- probes: defaults inside the policy's own bounds ----------------------------------------
+@pytest.mark.parametrize(
+    ("limits", "field", "expected"),
+    [
+        ({"period_min": 30}, "period", 30),  # the default 10 s would break the policy
+        ({"timeout_max": 1}, "timeout", 1),
+        ({"failure_threshold_max": 2}, "failure_threshold", 2),
+    ],
+)
+def test_probe_defaults_are_clamped_to_the_policy(base, limits, field, expected):
+    policy = pod_policy.load_policy(shop_policy(base, probe_limits=limits))
+    pod = patched(shop_pod(), {C0 + ".livenessProbe": {"tcpSocket": {"port": 8080}}})
+    result = pod_policy.render_pod(yaml.safe_dump(pod), policy)
+    (probes,) = pod_policy.pod_probes(result.pod).values()
+    assert probes["liveness"][field] == expected
+
+
+# -- values: image references by their length caps ------------------------------------------
+@pytest.mark.parametrize(
+    ("image", "ok"),
+    [
+        ("r.test/" + "a" * 248, True),  # domain/path: 255 characters
+        ("r.test/" + "a" * 249, False),
+        ("nginx:" + "t" * 128, True),  # a tag: 128 characters
+        ("nginx:" + "t" * 129, False),
+    ],
+)
+def test_image_reference_length_caps(image, ok):
+    assert (values._parse_image(image) is not None) is ok
+
+
+def test_a_reference_past_512_characters_is_refused():
+    """Each part within its own cap (a path of 255, a tag of 128, a sha512 digest), 520 in
+    all."""
+    reference = "r.test/" + "a" * 248 + ":" + "t" * 128 + "@sha512:" + "d" * 128
+    assert len(reference) == 520
+    assert values._parse_image(reference) is None
+    assert values._parse_image(reference[: -8 - 128]) is not None  # without the digest
+
+
+# -- yamlsafe: the node cap holds for a flat list too ---------------------------------------
+def test_a_flat_list_past_the_node_cap_is_refused(policy):
+    from pod_policy.constants import MAX_NODES
+
+    items = "\n".join("  - x" for _ in range(MAX_NODES + 1))
+    text = yaml.safe_dump(shop_pod()) + "extra:\n" + items + "\n"
+    errors, _ = outcome(text, policy)
+    assert any("more than %d nodes" % MAX_NODES in line for line in errors), errors[:3]
+    fits = yaml.safe_dump(shop_pod()) + "extra:\n" + "\n".join(["  - x"] * 100) + "\n"
+    errors, _ = outcome(fits, policy)
+    assert not any("nodes" in line for line in errors), errors
