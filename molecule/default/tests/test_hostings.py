@@ -70,14 +70,17 @@ def test_tenants_cannot_read_each_other(lab):
         f"/run/webhosting-pods/{b}",
     ):
         res = lab.run(f"runuser -u {a} -- ls {path}")
-        assert res.rc != 0, f"{a} can read {path}"
+        # refused for its permissions: a path that does not exist would prove nothing
+        assert lab.file(path).exists, path
+        assert res.rc != 0 and "Permission denied" in res.stderr, (path, res.stderr)
 
 
 def test_tenant_cannot_plant_user_units(lab):
     name = NAMES[0]
     home = lab.user(name).home
+    assert lab.file(f"{home}/.config/systemd/user").is_directory
     res = lab.run(f"runuser -u {name} -- touch {home}/.config/systemd/user/evil.service")
-    assert res.rc != 0
+    assert res.rc != 0 and "Permission denied" in res.stderr, res.stderr
 
 
 def test_no_tcp_listener_for_pod_ports_on_the_host(lab):

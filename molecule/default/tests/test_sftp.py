@@ -203,7 +203,10 @@ def test_no_shell_no_scp_outside_no_forwarding(lab, ssh):
             f"timeout 30 scp {flag} {CLIENT} -i /root/tenant-keys/1 /etc/hostname"
             f" {ALPHA}@127.0.0.1:/etc/scp-was-here"
         )
+        # refused by the server (sftp only, chrooted), not lost to a failed login
         assert res.rc != 0, flag
+        assert "Permission denied (publickey" not in res.stderr, res.stderr
+        assert res.stderr.strip(), flag
     assert not lab.file("/etc/scp-was-here").exists
     assert not lab.file(f"{ROOT}/etc").exists
     # stdio forwarding to the host's own sshd (which listens): refused
