@@ -305,14 +305,20 @@ def test_cron_job_output_lands_in_the_log(lab):
 # ---------------------------------------------------------------------------------------------
 # Removal (last: it removes gamma and re-creates it)
 # ---------------------------------------------------------------------------------------------
-def playbook(lab, tmp_path, state, check=False):
+def playbook(lab, tmp_path, state, check=False, extra_vars=None, fails=False):
     hostings = yaml.safe_load(GROUP_VARS.read_text())["webhosting_hostings"]
     for h in hostings:
         if h["name"] == REMOVED:
             h["state"] = state
     extra = tmp_path / f"hostings-{state}.yml"
     extra.write_text(
-        yaml.safe_dump({"webhosting_hostings": hostings, "webhosting_hosting_limit": [REMOVED]})
+        yaml.safe_dump(
+            {
+                "webhosting_hostings": hostings,
+                "webhosting_hosting_limit": [REMOVED],
+                **(extra_vars or {}),
+            }
+        )
     )
     env = dict(os.environ)
     env["PATH"] = f"{PROJECT}/lab/bin:{PROJECT}/.venv/bin:{env.get('PATH', '')}"
@@ -332,7 +338,7 @@ def playbook(lab, tmp_path, state, check=False):
     if check:
         argv.append("--check")
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert (proc.returncode != 0) is fails, proc.stdout[-4000:] + proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     recap = [line for line in lines if line.startswith(lab.backend.name + " ")]
     # The tasks that changed something, for the assertion messages.
@@ -345,7 +351,27 @@ def playbook(lab, tmp_path, state, check=False):
     return proc.stdout, recap[-1] + " " + " | ".join(changed)
 
 
-def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
+def test_removal_locks_the_account_first_and_a_refused_removal_keeps_everything(
+    lab, tmp_path, sftp, sftp_refused
+):
+    """The removal expires the account before it measures and archives: no login over SFTP
+    from then on (keys included). Here the archive may not exceed 1 byte, so the removal
+    is refused after the lock: the tenant stays locked out, nothing is deleted; the next
+    test removes gamma for real."""
+    root = f"/srv/hostings/{REMOVED}"
+    assert lab.file(root).is_directory, "gamma must exist before the removal tests"
+    assert sftp(lab, REMOVED, 3, ["ls /"]).rc == 0  # the tenant logs in before
+    out, _recap = playbook(
+        lab, tmp_path, "absent", extra_vars={"hosting_archive_max_bytes": 1}, fails=True
+    )
+    assert f"hosting {REMOVED} is NOT removed" in out, out[-3000:]
+    assert sftp_refused(lab, REMOVED, 3)
+    expire = lab.check_output(f"getent shadow {REMOVED}").strip().split(":")[7]
+    assert expire == "1", expire
+    assert lab.file(root).is_directory and lab.user(REMOVED).exists
+
+
+def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path, sftp):
     h = HOSTINGS[REMOVED]
     root = f"/srv/hostings/{REMOVED}"
     assert lab.file(root).is_directory, "gamma must exist before the removal test"
@@ -431,9 +457,10 @@ def test_removal_archives_then_leaves_nothing_behind(lab, tmp_path):
     for name in ("alpha", "beta"):
         assert served_version(lab, name) in ("1", "2")
 
-    # Re-create gamma for the next run of the suite.
+    # Re-create gamma for the next run of the suite: its tenant logs in again.
     playbook(lab, tmp_path, "present")
     assert (
         lab.run(user_systemctl(REMOVED, "is-active", "webhosting-pod.service")).stdout.strip()
         == "active"
     )
+    assert sftp(lab, REMOVED, 3, ["ls /"]).rc == 0
