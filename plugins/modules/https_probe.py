@@ -37,6 +37,15 @@ options:
     description: Seconds for the connection and the answer.
     type: int
     default: 30
+  unix_socket:
+    description:
+      - Ask over plain HTTP through this unix socket instead (a hosting's forwarder socket,
+        C(/run/webhosting-pods/<name>/<port>)), with O(server_name) as C(Host); no TLS, no
+        certificate (RV(dns_names) is empty). O(address) and O(port) are not used.
+      - Used by the hosting role to wait, after it restarted a running pod, until the pod
+        answers before it goes on to the next hosting.
+    type: path
+    version_added: 0.4.0
 attributes:
   check_mode:
     support: full
@@ -111,6 +120,19 @@ def probe(server_name, address, port, path, timeout):
     return response.status, dns, hashlib.sha256(body).hexdigest()
 
 
+def probe_unix(server_name, path_on_socket, path, timeout):
+    """(status, body digest) of a plain HTTP GET through a unix socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.settimeout(timeout)
+        raw.connect(path_on_socket)
+        conn = http.client.HTTPConnection(server_name, timeout=timeout)
+        conn.sock = raw
+        conn.request("GET", path, headers={"Host": server_name, "Connection": "close"})
+        response = conn.getresponse()
+        body = response.read()
+    return response.status, hashlib.sha256(body).hexdigest()
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -119,10 +141,17 @@ def main():
             "port": {"type": "int", "default": 443},
             "path": {"type": "str", "default": "/"},
             "timeout": {"type": "int", "default": 30},
+            "unix_socket": {"type": "path"},
         },
         supports_check_mode=True,
     )
     p = module.params
+    if p["unix_socket"]:
+        try:
+            status, body = probe_unix(p["server_name"], p["unix_socket"], p["path"], p["timeout"])
+        except (OSError, http.client.HTTPException) as exc:
+            module.exit_json(changed=False, status=0, dns_names=[], body_sha256="", error=str(exc))
+        module.exit_json(changed=False, status=status, dns_names=[], body_sha256=body)
     try:
         status, dns, body = probe(
             p["server_name"], p["address"], p["port"], p["path"], p["timeout"]
