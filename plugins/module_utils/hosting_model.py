@@ -745,10 +745,12 @@ def plan(hostings, settings, limit):
             "known": sorted({h["name"] for h in hostings}),
             "dirs": orphan_dirs(settings),
         },
-        # the same list for podops status on the host, which marks the others
+        # the hostings the inventory wants on this host, for podops status, which marks the
+        # others; the present ones only: a hosting being removed (state: absent, as move.yml
+        # leaves it on the old host) is not wanted, and the file stays the same once it is gone
         "inventory_file": _root_file(
             f"{settings['config_dir']}/inventory.json",
-            _json({"hostings": sorted({h["name"] for h in hostings})}),
+            _json({"hostings": sorted({h["name"] for h in hostings if is_present(h)})}),
         ),
     }
 

@@ -516,3 +516,16 @@ def test_an_expired_account_is_not_converged():
     assert hc.todo_reasons(model, run) == []
     run["shadow"]["shop"] = ["!", "20000", "0", "99999", "7", "", "1", ""]
     assert "user or group" in hc.todo_reasons(model, run)
+
+
+def test_the_inventory_file_lists_the_present_hostings():
+    """podops status marks a hosting with files here that this list does not name; a
+    hosting being removed is not wanted, and the list is the same before and after a move
+    (move.yml leaves the moved hosting absent on the old host, site.yml then drops it)."""
+    shop, blog = hosting(), hosting(name="blog", uid=10002, gid=10002, state="absent")
+    moving = hm.plan([shop, blog], SETTINGS, [])["inventory_file"]
+    after = hm.plan([shop], SETTINGS, [])["inventory_file"]
+    assert moving == after
+    assert moving["path"] == "/etc/webhosting-pods/inventory.json"
+    assert json.loads(moving["content"]) == {"hostings": ["shop"]}
+    assert (moving["owner"], moving["mode"]) == (0, "0644")
