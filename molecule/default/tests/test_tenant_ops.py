@@ -352,7 +352,7 @@ def playbook(lab, tmp_path, state, check=False, extra_vars=None, fails=False):
 
 
 def test_removal_locks_the_account_first_and_a_refused_removal_keeps_everything(
-    lab, tmp_path, sftp, sftp_refused
+    lab, tmp_path, sftp, refused_source
 ):
     """The removal expires the account before it measures and archives: no login over SFTP
     from then on (keys included). Here the archive may not exceed 1 byte, so the removal
@@ -365,7 +365,18 @@ def test_removal_locks_the_account_first_and_a_refused_removal_keeps_everything(
         lab, tmp_path, "absent", extra_vars={"hosting_archive_max_bytes": 1}, fails=True
     )
     assert f"hosting {REMOVED} is NOT removed" in out, out[-3000:]
-    assert sftp_refused(lab, REMOVED, 3)
+    # the key still authenticates; PAM's account check then refuses the expired account
+    # and sshd closes the connection (its log says why)
+    since = lab.check_output("date '+%Y-%m-%d %H:%M:%S'").strip()
+    res = sftp(lab, REMOVED, 3, ["ls /"], source=refused_source())
+    assert res.rc != 0, res.stdout
+    assert "Connection closed" in res.stderr or "Permission denied" in res.stderr, res.stderr
+    # (sshd on Debian 12, sshd-session on 13: the whole journal of these seconds)
+    journal = lab.run(f"journalctl --no-pager --since '{since}'").stdout
+    assert (
+        f"account {REMOVED} has expired" in journal
+        or f"Access denied for user {REMOVED} by PAM account configuration" in journal
+    ), journal[-3000:]
     expire = lab.check_output(f"getent shadow {REMOVED}").strip().split(":")[7]
     assert expire == "1", expire
     assert lab.file(root).is_directory and lab.user(REMOVED).exists
