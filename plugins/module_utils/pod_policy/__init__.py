@@ -52,6 +52,8 @@ from .supervise import (
     Supervisor,
     append_report,
     pod_network_argv,
+    run_supervisor,
+    supervisor_from_spec,
     supervisor_spec,
 )
 from .supervise import notify as sd_notify
@@ -77,6 +79,8 @@ __all__ = [
     "sd_notify",
     "append_report",
     "supervisor_spec",
+    "supervisor_from_spec",
+    "run_supervisor",
     "supervisor_script",
     "pod_network_argv",
     "tenant_env_snapshot",

@@ -874,28 +874,25 @@ EXIT_RUNTIME = 3  # as userpod's: the unit restarts
 
 
 def supervisor_spec(**values):
-    """The JSON text of the spec main() runs from; every key of SPEC_KEYS, nothing else."""
+    """The spec of a supervisor (plain data, JSON as it is): every key of SPEC_KEYS,
+    nothing else. userpod builds it once; the loop runs from it in process or, after the
+    exec, from its JSON file."""
     missing = [key for key in SPEC_KEYS if key not in values]
     extra = [key for key in values if key not in SPEC_KEYS]
     if missing or extra:
         raise ValueError("supervisor spec: missing %s, unknown %s" % (missing, extra))
-    return json.dumps(values, sort_keys=True)
+    return values
 
 
-def main(argv):
-    """``python3 -I -S supervise.py SPEC``: supervise the running pod as the spec says
-    (the pod unit's main process after userpod play has played it); the exit status."""
-    if len(argv) != 2:
-        print("usage: supervise.py SPEC", file=sys.stderr)
-        return 2
-    with open(argv[1], encoding="utf-8") as handle:
-        spec = json.load(handle)
+def supervisor_from_spec(spec):
+    """The Supervisor a spec describes; it reports to the tenant's log and to stderr
+    (the unit's journal)."""
 
     def report(line):
         append_report(spec["report"], [line])
         print(line, file=sys.stderr, flush=True)
 
-    supervisor = Supervisor(
+    return Supervisor(
         Podman(spec["pod"], spec["play_file"], podman=spec["podman"]),
         restart_policy=spec["restart_policy"],
         restarts_max=spec["restarts_max"],
@@ -907,13 +904,29 @@ def main(argv):
         probes=spec["probes"],
         status_paths=spec["status_paths"],
     )
-    supervisor.install_signals()
+
+
+def run_supervisor(supervisor):
+    """The loop until the unit stops or the pod cannot go on; the exit status. A pod that
+    cannot be supervised is taken down and the unit restarted (EXIT_RUNTIME)."""
     try:
         return supervisor.run()
     except SuperviseError as exc:
-        report("the pod is started again: %s" % exc)
+        supervisor.report("the pod is started again: %s" % exc)
         supervisor.take_down()
         return EXIT_RUNTIME
+
+
+def main(argv):
+    """``python3 -I -S supervise.py SPEC``: supervise the running pod as the spec says
+    (the pod unit's main process after userpod play has played it); the exit status."""
+    if len(argv) != 2:
+        print("usage: supervise.py SPEC", file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as handle:
+        supervisor = supervisor_from_spec(json.load(handle))
+    supervisor.install_signals()
+    return run_supervisor(supervisor)
 
 
 if __name__ == "__main__":
