@@ -59,6 +59,12 @@ def _kind(value):
     return "a " + type(value).__name__
 
 
+def _huge(value, limit=60):
+    """True for an integer of more than ``limit`` digits: shown by its size only, since
+    repr() of one past sys.get_int_max_str_digits() raises ValueError."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit
+
+
 def _show(value, limit=60):
     """A tenant value quoted for a message (shortened; escaped later by _one_line)."""
     if isinstance(value, str):
@@ -69,8 +75,7 @@ def _show(value, limit=60):
         return "true" if value else "false"
     if value is None:
         return "null"
-    if isinstance(value, int) and abs(value) >= 10**limit:
-        # repr() of an int past sys.get_int_max_str_digits() raises ValueError
+    if _huge(value, limit):
         return "an integer of more than %d digits" % limit
     if isinstance(value, (int, float)):
         return repr(value)

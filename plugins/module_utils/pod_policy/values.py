@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 
 from .constants import DIGEST_HEX_LENGTHS, KERNEL_PATHS
-from .messages import _key, _kind, _show
+from .messages import _huge, _key, _kind, _show
 
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", re.ASCII)
 _ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*", re.ASCII)
@@ -63,9 +63,8 @@ def _sequence(rep, path, value):
 def _text(rep, path, value, multiline=False):
     if not isinstance(value, str):
         hint = ""
-        if isinstance(value, (bool, int, float)):
-            shown = _show(value)
-            hint = ' (quote it: "%s")' % shown if shown[0] not in "a" else ""
+        if isinstance(value, (bool, int, float)) and not _huge(value):
+            hint = ' (quote it: "%s")' % _show(value)
         rep.error(path, "must be a string, got %s%s" % (_kind(value), hint))
         return None
     if "\x00" in value:
