@@ -7,7 +7,6 @@ Pure Python over plain data (the inventory, getent tables, the results of the ro
 host-wide module calls); plugins/filter/hosting.py hands them to the role.
 """
 
-import json
 import re
 
 from ansible_collections.webhosting.pods.plugins.module_utils import hosting_model as hm
@@ -15,7 +14,7 @@ from ansible_collections.webhosting.pods.plugins.module_utils import inventory_c
 from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import (
     PodSpecError,
     load_policy,
-    load_registry_logins,
+    login_errors,
 )
 
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
@@ -211,24 +210,17 @@ def _registry_errors(at, h, settings):
     if not server:
         errors.append(f"{at}.registry.server: required (hosting_registry_server is not set)")
     elif not errors:
-        # the engine's own reading of a login, which merges it at every start: a server
-        # such as https://registry.example.net is refused here, before anything is written
-        # (the messages never show the password)
-        login = {"user": registry["user"], "password": registry["password"]}
-        try:
-            load_registry_logins(json.dumps({str(server): login}), "registry")
-        except PodSpecError as exc:
-            for line in exc.errors:
-                # 'registry: ["SERVER"].user: problem' or 'registry: ["SERVER"]: problem'
-                where, _, problem = line.partition("]")
-                key = problem.split(":", 1)[0].strip(".") if problem.startswith(".") else ""
-                problem = problem.split(": ", 1)[1] if ": " in problem else problem
-                if key:
-                    errors.append(f"{at}.registry.{key}: {problem}")
-                elif registry.get("server"):
-                    errors.append(f"{at}.registry.server: {problem}")
-                else:
-                    errors.append(f"hosting_registry_server (hosting {h['name']}): {problem}")
+        # the engine's own rule for a login, which merges it at every start: a server such
+        # as https://registry.example.net is refused here, before anything is written (the
+        # messages never show the password)
+        errors += login_errors(
+            f"{at}.registry.server"
+            if registry.get("server")
+            else f"hosting_registry_server (hosting {h['name']})",
+            f"{at}.registry",
+            str(server),
+            {"user": registry["user"], "password": registry["password"]},
+        )
     return errors
 
 

@@ -44,7 +44,13 @@ from .messages import PodSpecError
 from .pinning import PinError, host_path_volumes, pin, pinned_pod, podman_pod
 from .policy import load_policy
 from .probes import pod_probes
-from .registries import auth_json_text, load_registry_logins, merged_auth, provider_auths
+from .registries import (
+    auth_json_text,
+    load_registry_logins,
+    login_errors,
+    merged_auth,
+    provider_auths,
+)
 from .render import RenderResult, memory_volumes, render_pod
 from .supervise import Podman as SupervisedPodman
 from .supervise import (
@@ -88,6 +94,7 @@ __all__ = [
     "kept_env_changes",
     "with_env_dir",
     "load_registry_logins",
+    "login_errors",
     "provider_auths",
     "merged_auth",
     "auth_json_text",

@@ -45,6 +45,47 @@ def _login_text(rep, path, value):
     return value
 
 
+def _check_login(rep, registry_path, path, registry, login):
+    """``(user, password)`` of one login for ``registry`` when both are valid, else None;
+    the problems go to ``rep``: the registry's at ``registry_path``, the login's fields
+    below ``path``. The tenant's file and the provider's inventory entry (the hosting
+    role's preflight) are checked by this one rule; a password is never shown."""
+    if not isinstance(registry, str) or not _REGISTRY_RE.fullmatch(registry):
+        rep.error(
+            registry_path,
+            "%s is not a registry (a host name in lowercase, with an optional :port "
+            "and /path, such as registry.example.com)" % _show(registry),
+        )
+        return None
+    if not isinstance(login, dict):
+        rep.error(path, "must be a mapping with user and password, got %s" % _kind(login))
+        return None
+    for unknown in sorted(set(map(str, login)) - {"user", "password"}):
+        rep.error(_key(path, unknown), "unknown field (a login has user and password)")
+    fields = []
+    for field in ("user", "password"):
+        if login.get(field) is None:
+            rep.error(_key(path, field), "required")
+            fields.append(None)
+            continue
+        fields.append(_login_text(rep, _key(path, field), login[field]))
+    user, password = fields
+    if user is not None and ":" in user:
+        rep.error(_key(path, "user"), "must not contain ':'")
+        user = None
+    if user is None or password is None:
+        return None
+    return user, password
+
+
+def login_errors(registry_path, path, registry, login):
+    """The problems of one login, as lines (_check_login): for a login that is not read
+    from a file, such as the provider's entry of the inventory."""
+    rep = _Report()
+    _check_login(rep, registry_path, path, registry, login)
+    return rep.errors
+
+
 def load_registry_logins(data, what):
     """The tenant's logins, ``{registry: (user, password)}``, from the text (or bytes) of
     their file; a file of comments only has none. Raises PodSpecError naming each field
@@ -70,31 +111,9 @@ def load_registry_logins(data, what):
     logins = {}
     for registry, login in document.items():
         path = _key("", str(registry))
-        if not isinstance(registry, str) or not _REGISTRY_RE.fullmatch(registry):
-            rep.error(
-                path,
-                "%s is not a registry (a host name in lowercase, with an optional :port "
-                "and /path, such as registry.example.com)" % _show(registry),
-            )
-            continue
-        if not isinstance(login, dict):
-            rep.error(path, "must be a mapping with user and password, got %s" % _kind(login))
-            continue
-        for unknown in sorted(set(map(str, login)) - {"user", "password"}):
-            rep.error(_key(path, unknown), "unknown field (a login has user and password)")
-        fields = []
-        for field in ("user", "password"):
-            if login.get(field) is None:
-                rep.error(_key(path, field), "required")
-                fields.append(None)
-                continue
-            fields.append(_login_text(rep, _key(path, field), login[field]))
-        user, password = fields
-        if user is not None and ":" in user:
-            rep.error(_key(path, "user"), "must not contain ':'")
-            user = None
-        if user is not None and password is not None:
-            logins[registry] = (user, password)
+        checked = _check_login(rep, path, path, registry, login)
+        if checked is not None:
+            logins[registry] = checked
     if rep.errors:
         raise PodSpecError(["%s: %s" % (what, line) for line in rep.errors])
     return logins
