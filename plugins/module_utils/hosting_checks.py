@@ -299,6 +299,8 @@ def todo_reasons(model, run):
     passwd, groups = run.get("passwd") or {}, run.get("groups") or {}
     if model["state"] == "absent":
         reasons = ["user or group left"] if name in passwd or name in groups else []
+        if name in passwd and hm.account_expiry(run.get("shadow") or {}, name) != hm.LOCKED_EXPIRY:
+            reasons.append("account not locked")  # before the archive (tasks/absent.yml)
         exists = run.get("exists") or {}
         return reasons + [f"{path} left" for path in model["left_paths"] if exists.get(path)]
     reasons = []

@@ -680,8 +680,21 @@ def account_ok(model, passwd, groups, shadow):
         and _int(group[1]) == model["gid"]
         and (shadow.get(model["name"]) or [""])[0] == "!"
         # no expiry date: an account locked by a refused removal is unlocked again
-        and ((shadow.get(model["name"]) or [])[6:7] or [""])[0] == ""
+        and account_expiry(shadow, model["name"]) == ""
     )
+
+
+# The field of getent shadow's entry (after the name: password, last change, min, max,
+# warn, inactive, expire) that locks an account for every login, keys included; the
+# removal sets it to LOCKED_EXPIRY (day 1) before it archives (tasks/absent.yml).
+_SHADOW_EXPIRE = 6
+LOCKED_EXPIRY = "1"
+
+
+def account_expiry(shadow, name):
+    """The expiry day of ``name``'s account in the getent shadow table, "" for none."""
+    fields = shadow.get(name) or []
+    return fields[_SHADOW_EXPIRE] if len(fields) > _SHADOW_EXPIRE else ""
 
 
 def _members(fields):

@@ -529,3 +529,16 @@ def test_the_inventory_file_lists_the_present_hostings():
     assert moving["path"] == "/etc/webhosting-pods/inventory.json"
     assert json.loads(moving["content"]) == {"hostings": ["shop"]}
     assert (moving["owner"], moving["mode"]) == (0, "0644")
+
+
+def test_todo_absent_hosting_locks_the_account_once():
+    """The removal expires the account before it archives (tasks/absent.yml): a user that
+    exists and is not locked yet needs it, one already locked (a refused removal) does
+    not, and a user that is gone has nothing to lock."""
+    model = hm.layout(hosting(state="absent"), SETTINGS)
+    entry = ["x", "10001", "10001", "", "/home/shop", hm.NOLOGIN]
+    unlocked = {"passwd": {"shop": entry}, "shadow": {"shop": ["!", "1", "", "", "", "", ""]}}
+    assert "account not locked" in hc.todo_reasons(model, unlocked)
+    locked = dict(unlocked, shadow={"shop": ["!", "1", "", "", "", "", hm.LOCKED_EXPIRY]})
+    assert "account not locked" not in hc.todo_reasons(model, locked)
+    assert "account not locked" not in hc.todo_reasons(model, {"passwd": {}})
