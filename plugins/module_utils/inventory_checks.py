@@ -15,9 +15,8 @@
 Pure Python over plain data; plugins/filter/hosting.py hands them to the roles' preflight.
 """
 
-import difflib
-
 from ansible_collections.webhosting.pods.plugins.module_utils import ingress_model as im
+from ansible_collections.webhosting.pods.plugins.module_utils.pod_policy import messages
 
 # What a hosting item may hold. A tuple: a mapping with these keys (values not walked
 # here); a dict: a mapping whose values are checked by their own schema; a list of one
@@ -61,17 +60,14 @@ SHARED_PREFIXES = ("host_", "ingress_")
 NEAR_MISS = 2
 
 
-def _closest(key, known):
-    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
-    return close[0] if close else None
+# The inventory's keys are few and its names long: a looser match than the engine's.
+CUTOFF = 0.6
 
 
 def unknown_key(at, key, known):
-    """``AT.KEY: unknown key`` with the closest known key, or the known ones."""
-    close = _closest(key, known)
-    if close:
-        return f"{at}.{key}: unknown key (did you mean {close}?)"
-    return f"{at}.{key}: unknown key (known: {', '.join(sorted(known))})"
+    """``AT.KEY: unknown key`` with the closest known key, or the known ones (the engine's
+    wording, pod_policy.messages)."""
+    return f"{at}.{key}: " + messages.unknown_key(key, known, cutoff=CUTOFF, list_known=True)
 
 
 def key_errors(at, value, schema=HOSTING_SCHEMA):
@@ -112,7 +108,7 @@ def variable_errors(names, known):
         if name in known:
             continue
         if name.startswith(OWN_PREFIXES):
-            close = _closest(name, known)
+            close = messages.closest(name, known, CUTOFF)
             hint = f" (did you mean {close}?)" if close else ""
             errors.append(f"{name}: no role of webhosting.pods knows this variable{hint}")
         elif name.startswith(SHARED_PREFIXES):

@@ -109,10 +109,19 @@ class _Report:
         self.warnings.append(_one_line("%s: %s" % (path, message)))
 
 
-def unknown_key(key, known):
+def closest(word, known, cutoff=0.75):
+    """The name of ``known`` that ``word`` is most likely a typo of, or None."""
+    close = difflib.get_close_matches(str(word), sorted(str(k) for k in known), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def unknown_key(key, known, cutoff=0.75, list_known=False):
     """The problem of a key that is not among ``known``: ``unknown key``, and ``(did you
-    mean NAME?)`` when one is close enough to be a typo of it."""
-    close = difflib.get_close_matches(str(key), sorted(str(k) for k in known), n=1, cutoff=0.75)
+    mean NAME?)`` when one is close enough to be a typo of it; with ``list_known``, the
+    known keys otherwise."""
+    close = closest(key, known, cutoff)
     if close:
-        return "unknown key (did you mean %s?)" % close[0]
+        return "unknown key (did you mean %s?)" % close
+    if list_known:
+        return "unknown key (known: %s)" % ", ".join(sorted(str(k) for k in known))
     return "unknown key"
